@@ -1,0 +1,101 @@
+"""`fieldsync` command line: database, import, sync, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from fieldsync import settings
+from fieldsync.store.db import migrate, session_scope
+
+IMPORT_KINDS = ("technicians", "appointments", "materials", "job_types")
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    migrate()
+    print(f"database ready: {_safe_url()}")
+    return 0
+
+
+def _safe_url() -> str:
+    url = settings.database_url()
+    if "@" in url:  # never print the password part of a PostgreSQL URL
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from fieldsync.importer import ImportFileError, import_file
+
+    migrate()
+    status = 0
+    for path in args.files:
+        try:
+            with session_scope() as session:
+                report = import_file(session, args.kind, Path(path))
+        except ImportFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(report.format())
+        if report.rejected:
+            status = max(status, 1)
+    return status
+
+
+def _cmd_sync_shift(args: argparse.Namespace) -> int:
+    from flows.shift_start import shift_start_sync
+
+    migrate()
+    day = date.fromisoformat(args.date) if args.date else None
+    result = shift_start_sync(day, args.region, args.technician, args.force)
+    print(result.summary)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from fieldsync.demo import run_demo
+
+    return run_demo()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fieldsync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=_cmd_db_upgrade)
+
+    imp = sub.add_parser("import", help="import CSV or JSON files")
+    imp.add_argument("kind", choices=IMPORT_KINDS)
+    imp.add_argument("files", nargs="+", help="CSV or JSON files")
+    imp.set_defaults(func=_cmd_import)
+
+    sync = sub.add_parser("sync", help="run a sync flow now")
+    sync_sub = sync.add_subparsers(dest="sync_command", required=True)
+    shift = sync_sub.add_parser("shift-start", help="reconcile every job of a shift")
+    shift.add_argument("--date", help="shift date YYYY-MM-DD (default: each technician's today)")
+    shift.add_argument("--region")
+    shift.add_argument("--technician")
+    shift.add_argument("--force", action="store_true", help="allow a mass deletion")
+    shift.set_defaults(func=_cmd_sync_shift)
+
+    sub.add_parser("demo", help="load the sample day and sync it into ICS feeds").set_defaults(
+        func=_cmd_demo
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""Where things live, from the environment, with embedded defaults that need no accounts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_HOME = Path(os.environ.get("FIELDSYNC_HOME", "var"))
+
+
+def home() -> Path:
+    return Path(os.environ.get("FIELDSYNC_HOME", str(DEFAULT_HOME)))
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        # Accept the common "postgres://" / "postgresql://" spellings; we drive psycopg 3.
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+    return f"sqlite:///{home() / 'fieldsync.db'}"
+
+
+def feed_dir() -> Path:
+    return Path(os.environ.get("FIELDSYNC_FEED_DIR", str(home() / "feeds")))
+
+
+def mass_delete_min() -> int:
+    """Deleting fewer events than this is never treated as a mass deletion."""
+    return int(os.environ.get("FIELDSYNC_MASS_DELETE_MIN", "3"))
+
+
+def push_retry_delays() -> list[float]:
+    raw = os.environ.get("FIELDSYNC_PUSH_RETRY_DELAYS", "2,10,30")
+    return [float(x) for x in raw.split(",") if x.strip()]

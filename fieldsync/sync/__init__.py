@@ -1,0 +1,1 @@
+"""The sync ledger: decide create / update / delete / nothing per (appointment, binding)."""
