@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from connectors.ics_feed import IcsFeedConnector
 from pydantic import Field
 
 from blocks.base import CalendarBlock
 from connectors.base import CalendarConnector
+from connectors.ics_feed import IcsFeedConnector
 
 
 class IcsFeedCalendar(CalendarBlock):

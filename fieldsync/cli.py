@@ -16,16 +16,8 @@ IMPORT_KINDS = ("technicians", "appointments", "materials", "job_types")
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     migrate()
-    print(f"database ready: {_safe_url()}")
+    print(f"database ready: {settings.safe_database_url()}")
     return 0
-
-
-def _safe_url() -> str:
-    url = settings.database_url()
-    if "@" in url:  # never print the password part of a PostgreSQL URL
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

@@ -40,7 +40,7 @@ def load_sample_day() -> list[str]:
 def run_demo() -> int:
     from flows.shift_start import shift_start_sync
 
-    print(f"fieldsync demo: store {settings.database_url()}")
+    print(f"fieldsync demo: store {settings.safe_database_url()}")
     print("Loading the sample day (Dallas-Fort Worth HVAC, Tuesday 2026-12-01):")
     for line in load_sample_day():
         print(line)

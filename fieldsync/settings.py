@@ -24,6 +24,15 @@ def database_url() -> str:
     return f"sqlite:///{home() / 'fieldsync.db'}"
 
 
+def safe_database_url() -> str:
+    """The store URL for humans: a PostgreSQL password never reaches a log or a terminal."""
+    url = database_url()
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
 def feed_dir() -> Path:
     return Path(os.environ.get("FIELDSYNC_FEED_DIR", str(home() / "feeds")))
 

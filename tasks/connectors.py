@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from connectors.ics_feed import IcsFeedConnector
 from prefect.blocks.core import Block
 
 from blocks.base import CalendarBlock
 from connectors.base import CalendarConnector
 from connectors.errors import AuthError
+from connectors.ics_feed import IcsFeedConnector
 from connectors.memory import MemoryConnector
 from fieldsync import settings
 from fieldsync.domain import BindingView

@@ -101,6 +101,8 @@ def prefect_harness() -> Iterator[None]:
     Like `prefect_test_harness`, but backed by PostgreSQL when it is reachable: on SQLite the
     server's own writers collide ("database is locked") and stall flow runs for seconds.
     """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.server.database.dependencies import temporary_database_interface
     from prefect.settings import (
@@ -132,6 +134,9 @@ def prefect_harness() -> Iterator[None]:
             try:
                 with temporary_settings({PREFECT_API_URL: server.api_url, **no_heartbeat}):
                     yield
+                    # Flush logs and events while the server is still there to take them.
+                    APILogWorker.drain_all(timeout=10)
+                    EventsWorker.drain_all(timeout=10)
             finally:
                 server.stop()
     finally:

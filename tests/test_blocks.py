@@ -3,12 +3,12 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from connectors.ics_feed import IcsFeedConnector
 from prefect.blocks.core import Block
 from prefect.testing.standard_test_suites.blocks import BlockStandardTestSuite
 
 from blocks import FieldsyncDatabase, IcsFeedCalendar, MemoryCalendar
 from connectors.errors import AuthError
+from connectors.ics_feed import IcsFeedConnector
 from connectors.memory import MemoryConnector
 from fieldsync.domain import BindingView
 from tasks.connectors import connector_for
