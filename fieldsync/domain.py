@@ -49,34 +49,24 @@ class OpKind(StrEnum):
     DELETE = "delete"
 
 
-KNOWN_SOURCES = frozenset(
+# SaaS platforms that can both send us bookings and receive a technician's events.
+SAAS_PLATFORMS = frozenset(
     {
-        "portal",
-        "phone",
-        "crm",
-        "import",
-        "google",
-        "outlook",
-        "salesforce",
-        "zoho",
-        "icloud",
-        "servicetitan",
-        "housecallpro",
-        "jobber",
-        "fieldedge",
-        "servicem8",
-        "deputy",
-        "monday",
-        "trello",
-        "clickup",
-        "smartsheet",
-        "calendly",
-        "acuity",
-        "slack",
-        "zapier",
-        "hubspot",
-        "asana",
+        "salesforce", "zoho", "servicetitan", "housecallpro", "jobber", "fieldedge",
+        "servicem8", "deputy", "monday", "trello", "clickup", "smartsheet", "calendly",
+        "acuity", "slack", "zapier", "hubspot", "asana",
     }
+)  # fmt: skip
+
+# Where an appointment can come from.
+KNOWN_SOURCES = frozenset({"portal", "phone", "crm", "import", "google", "outlook", "icloud"}) | (
+    SAAS_PLATFORMS
+)
+
+# Where a technician's events can go (a calendar binding's platform).
+CALENDAR_PLATFORMS = (
+    frozenset({"ics", "memory", "google", "google_workspace", "outlook", "icloud", "caldav"})
+    | SAAS_PLATFORMS
 )
 
 

@@ -27,37 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from fieldsync.domain import KNOWN_SOURCES, AppointmentStatus, Priority
-
-CALENDAR_PLATFORMS = frozenset(
-    {
-        "ics",
-        "memory",
-        "google",
-        "google_workspace",
-        "outlook",
-        "icloud",
-        "caldav",
-        "salesforce",
-        "zoho",
-        "servicetitan",
-        "housecallpro",
-        "jobber",
-        "fieldedge",
-        "servicem8",
-        "deputy",
-        "monday",
-        "trello",
-        "clickup",
-        "smartsheet",
-        "calendly",
-        "acuity",
-        "slack",
-        "zapier",
-        "hubspot",
-        "asana",
-    }
-)
+from fieldsync.domain import CALENDAR_PLATFORMS, KNOWN_SOURCES, AppointmentStatus, Priority
 
 DEFAULT_WORK_DAYS: tuple[int, ...] = (0, 1, 2, 3, 4)
 

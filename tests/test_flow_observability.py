@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-from prefect.utilities.asyncutils import run_coro_as_sync
+from prefect.client.schemas.objects import Artifact, FlowRun
 
 from connectors.memory import MemoryBackend
 from fieldsync.store.db import session_scope
@@ -17,13 +19,14 @@ from tests.factories import DAY, add_appointment, add_technician
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-async def _run_and_artifacts(flow_run_id):  # type: ignore[no-untyped-def]
-    async with get_client() as client:
-        run = await client.read_flow_run(flow_run_id)
-        artifacts = await client.read_artifacts(
+def _run_and_artifacts(flow_run_id: UUID | None) -> tuple[FlowRun, list[Artifact]]:
+    assert flow_run_id is not None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
         )
-        return run, artifacts
+        return run, list(artifacts)
 
 
 def test_runs_are_named_and_leave_push_and_conflict_tables(
@@ -35,7 +38,7 @@ def test_runs_are_named_and_leave_push_and_conflict_tables(
         add_appointment(s, "T7", hour=9.5)  # overlaps the first
         first_id = first.id
     state = appointment_booked(first_id, return_state=True)
-    run, artifacts = run_coro_as_sync(_run_and_artifacts(state.state_details.flow_run_id))
+    run, artifacts = _run_and_artifacts(state.state_details.flow_run_id)
     assert run.name == f"appointment-booked-{first_id}"
     tables = {a.key: a for a in artifacts}
     pushes = tables[f"booked-{first_id.lower()}-pushes"]
@@ -43,5 +46,5 @@ def test_runs_are_named_and_leave_push_and_conflict_tables(
     assert f"booked-{first_id.lower()}-conflicts" in tables
 
     state = shift_start_sync(DAY.date(), region="north", return_state=True)
-    run, _ = run_coro_as_sync(_run_and_artifacts(state.state_details.flow_run_id))
+    run, _ = _run_and_artifacts(state.state_details.flow_run_id)
     assert run.name == "shift-start-2026-12-01-north"

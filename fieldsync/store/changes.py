@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from fieldsync.domain import OPEN_STATUSES, AppointmentStatus, Priority
 from fieldsync.store.tables import Appointment, Technician
+from fieldsync.store.writes import assign_changed
 
 Actor = Literal["admin", "technician", "customer", "system"]
 
@@ -58,11 +59,7 @@ def _load(session: Session, appointment_id: str) -> Appointment:
 
 
 def _set(appt: Appointment, values: dict[str, Any]) -> bool:
-    changed = False
-    for name, value in values.items():
-        if getattr(appt, name) != value:
-            setattr(appt, name, value)
-            changed = True
+    changed = assign_changed(appt, values)
     if changed:
         appt.version += 1
     return changed

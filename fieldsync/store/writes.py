@@ -46,7 +46,7 @@ class AppointmentIdConflictError(WriteError):
     pass
 
 
-def _assign(row: Any, values: dict[str, Any]) -> bool:
+def assign_changed(row: Any, values: dict[str, Any]) -> bool:
     """Set only the attributes that differ; True if any did."""
     changed = False
     for name, value in values.items():
@@ -99,7 +99,7 @@ def _sync_bindings(technician: Technician, data: TechnicianInput) -> bool:
             )
             changed = True
         else:
-            changed |= _assign(
+            changed |= assign_changed(
                 binding, {"credentials_block": item.credentials_block, "active": True}
             )
     for key, binding in existing.items():
@@ -121,7 +121,7 @@ def upsert_technician(session: Session, data: TechnicianInput) -> bool:
         session.add(technician)
         _sync_bindings(technician, data)
         return True
-    changed = _assign(technician, _technician_values(data))
+    changed = assign_changed(technician, _technician_values(data))
     changed |= _sync_bindings(technician, data)
     return changed
 
@@ -133,7 +133,7 @@ def upsert_material(session: Session, data: MaterialInput) -> bool:
     if material is None:
         session.add(Material(sku=data.sku, **values))
         return True
-    return _assign(material, values)
+    return assign_changed(material, values)
 
 
 def upsert_job_type(session: Session, data: JobTypeInput) -> bool:
@@ -147,7 +147,7 @@ def upsert_job_type(session: Session, data: JobTypeInput) -> bool:
     if job_type is None:
         session.add(JobType(name=data.name, **values))
         return True
-    return _assign(job_type, values)
+    return assign_changed(job_type, values)
 
 
 def _appointment_values(data: AppointmentInput) -> dict[str, Any]:
@@ -208,7 +208,7 @@ def upsert_appointment(session: Session, data: AppointmentInput) -> tuple[Appoin
             f"{show(data.id)} does not match {show(appointment.id)}, the id already stored "
             f"for {data.source} {show(data.source_id)}",
         )
-    if not _assign(appointment, values):
+    if not assign_changed(appointment, values):
         return appointment, "unchanged"
     appointment.version += 1
     return appointment, "updated"

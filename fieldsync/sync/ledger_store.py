@@ -127,63 +127,43 @@ def record(
     session: Session,
     results: Sequence[OpResult],
     ops: dict[int, PlannedOp],
-    secrets: Sequence[str] = (),
 ) -> None:
-    """Write each outcome back to its ledger row."""
+    """Write each outcome back to its ledger row. Error texts are scrubbed once more here:
+    connectors must keep secrets out of them, and the ledger is shown to analysts."""
     now = utcnow()
     values: list[dict[str, Any]] = []
+
+    def gone(item: int, error: str | None) -> dict[str, Any]:
+        return {
+            "id": item,
+            "state": LedgerState.DELETED,
+            "pending_op": None,
+            "content_hash": None,
+            "etag": None,
+            "last_error": error,
+            "updated_at": now,
+        }
+
     for res in results:
         op = ops[res.item]
-        if res.ok:
-            if op.kind is OpKind.DELETE:
-                values.append(
-                    {
-                        "id": res.item,
-                        "state": LedgerState.DELETED,
-                        "pending_op": None,
-                        "content_hash": None,
-                        "etag": None,
-                        "last_error": None,
-                        "updated_at": now,
-                    }
-                )
-                continue
+        if res.ok and op.kind is OpKind.DELETE:
+            values.append(gone(res.item, None))
+        elif res.ok:
             ref = res.ref or RemoteRef("")
             assert op.event is not None
             values.append(
-                {
-                    "id": res.item,
-                    "state": LedgerState.SYNCED,
-                    "pending_op": None,
-                    "remote_id": ref.remote_id,
-                    "etag": ref.etag,
-                    "content_hash": op.event.content_hash(),
-                    "pushed_version": op.version,
-                    "last_error": None,
-                    "updated_at": now,
-                }
-            )
+                {"id": res.item, "state": LedgerState.SYNCED, "pending_op": None,
+                 "remote_id": ref.remote_id, "etag": ref.etag,
+                 "content_hash": op.event.content_hash(), "pushed_version": op.version,
+                 "last_error": None, "updated_at": now}
+            )  # fmt: skip
         elif op.kind is OpKind.UPDATE and isinstance(res.error, NotFoundError):
             # Deleted by hand on the platform: the next plan re-creates it (new generation).
-            values.append(
-                {
-                    "id": res.item,
-                    "state": LedgerState.DELETED,
-                    "pending_op": None,
-                    "content_hash": None,
-                    "etag": None,
-                    "last_error": scrub(str(res.error), tuple(secrets)),
-                    "updated_at": now,
-                }
-            )
+            values.append(gone(res.item, scrub(str(res.error))))
         else:
             values.append(
-                {
-                    "id": res.item,
-                    "state": LedgerState.FAILED,
-                    "last_error": scrub(str(res.error), tuple(secrets))[:2000],
-                    "updated_at": now,
-                }
-            )
+                {"id": res.item, "state": LedgerState.FAILED, "updated_at": now,
+                 "last_error": scrub(str(res.error))[:2000]}
+            )  # fmt: skip
     if values:
         session.execute(update(SyncLedger), values)
