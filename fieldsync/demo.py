@@ -61,7 +61,10 @@ def run_demo() -> int:
     print(f"  canceled (kept off calendars): {', '.join(a.id for a in canceled) or 'none'}")
     print(f"  emergencies: {', '.join(f'{a.id} ({a.job_type})' for a in emergencies) or 'none'}")
     print()
-    print(f"Conflicts found: {len(result.conflicts)} ({result.new_conflicts} new, alerted now)")
+    print(
+        f"Conflicts found: {len(result.conflicts)} "
+        f"({result.new_conflicts} new in this run; each conflict alerts once)"
+    )
     for f in result.conflicts:
         print(f"  [{f.severity}] {f.kind:<8} {f.technician_id}: {f.detail}")
     print()

@@ -17,12 +17,18 @@ def enrich(
     catalog: Mapping[str, tuple[str, float | None]],
     travel: TravelModel,
 ) -> list[EnrichedJob]:
+    travel_minutes = travel_from_previous(jobs, technicians, travel)
+    # A shift repeats the same few material lines thousands of times: name each one once.
+    named: dict[MaterialLine, MaterialLine] = {}
     enriched: list[EnrichedJob] = []
     for job in jobs:
-        named = tuple(
-            MaterialLine(m.sku, m.quantity, m.name or catalog.get(m.sku, (m.sku, None))[0])
-            for m in job.materials
-        )
+        if any(not m.name for m in job.materials):
+            lines = []
+            for m in job.materials:
+                if m not in named:
+                    named[m] = m if m.name else replace(m, name=catalog.get(m.sku, (m.sku,))[0])
+                lines.append(named[m])
+            job = replace(job, materials=tuple(lines))
         missing = tuple(
             m.sku
             for m in job.materials
@@ -30,39 +36,35 @@ def enrich(
         )
         enriched.append(
             EnrichedJob(
-                job=replace(job, materials=named),
+                job=job,
                 technician=technicians.get(job.technician_id) if job.technician_id else None,
                 job_type=job_types.get(job.job_type),
+                travel_minutes_from_previous=travel_minutes.get(job.id),
                 missing_materials=missing,
             )
         )
-    return with_travel(enriched, travel)
+    return enriched
 
 
-def with_travel(jobs: Sequence[EnrichedJob], travel: TravelModel) -> list[EnrichedJob]:
-    """Travel minutes from the technician's previous open job (or home base) the same day."""
-    by_tech: dict[str, list[int]] = defaultdict(list)
-    for i, e in enumerate(jobs):
-        if e.technician is not None and e.job.is_open:
-            by_tech[e.technician.id].append(i)
-    out = list(jobs)
-    for indexes in by_tech.values():
-        indexes.sort(key=lambda i: jobs[i].job.start)
-        prev: EnrichedJob | None = None
-        for i in indexes:
-            cur = jobs[i]
-            tech = cur.technician
-            assert tech is not None
-            if prev is not None and prev.job.start.date() == cur.job.start.date():
-                origin = _point(prev.job.lat, prev.job.lon)
+def travel_from_previous(
+    jobs: Sequence[JobView], technicians: Mapping[str, TechnicianView], travel: TravelModel
+) -> dict[str, float]:
+    """Minutes from the technician's previous open job the same day (or from home base)."""
+    by_tech: dict[str, list[JobView]] = defaultdict(list)
+    for job in jobs:
+        if job.technician_id is not None and job.technician_id in technicians and job.is_open:
+            by_tech[job.technician_id].append(job)
+    out: dict[str, float] = {}
+    for tech_id, day in by_tech.items():
+        tech = technicians[tech_id]
+        day.sort(key=lambda j: j.start)
+        prev: JobView | None = None
+        for cur in day:
+            if prev is not None and prev.start.date() == cur.start.date():
+                origin = _point(prev.lat, prev.lon)
             else:
                 origin = _point(tech.home_lat, tech.home_lon)
-            out[i] = replace(
-                cur,
-                travel_minutes_from_previous=travel.minutes(
-                    origin, _point(cur.job.lat, cur.job.lon)
-                ),
-            )
+            out[cur.id] = travel.minutes(origin, _point(cur.lat, cur.lon))
             prev = cur
     return out
 

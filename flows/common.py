@@ -50,7 +50,8 @@ def run_sync(
     for futures, which costs real time at 10,000 jobs.
     """
     result = SyncResult(label, jobs=len(job_ids))
-    enrichment = enrich_jobs(job_ids, whole_days)
+    ids: Any = quote(job_ids)
+    enrichment = enrich_jobs(ids, whole_days)
     big_enrichment: Any = quote(enrichment)
     outcome = detect_conflicts(big_enrichment)
     result.conflicts = outcome.findings

@@ -73,9 +73,7 @@ def enrich_jobs(job_ids: list[str], whole_days: bool = False) -> Enrichment:
 @task(name="detect-conflicts", cache_policy=NO_CACHE)
 def detect_conflicts(enrichment: Enrichment) -> ConflictOutcome:
     outcome = check_conflicts(enrichment)
-    logger = get_run_logger()
-    for finding in outcome.new:
-        logger.warning("Conflict for technician %s: %s", finding.technician_id, finding.detail)
+    get_run_logger().info("%d conflicts, %d of them new", len(outcome.findings), len(outcome.new))
     return outcome
 
 

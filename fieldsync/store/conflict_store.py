@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from fieldsync.conflicts import ConflictFinding
@@ -15,47 +16,47 @@ from fieldsync.sync.ledger_store import chunks
 def record_findings(
     session: Session, findings: Sequence[ConflictFinding], checked_ids: Iterable[str]
 ) -> list[ConflictFinding]:
-    """Store findings; return the ones not seen before (those alert). Open conflicts among the
-    checked appointments that were not found again are marked resolved."""
+    """Store findings; return the ones not seen before, or back after being resolved (those
+    alert). Open conflicts among the checked appointments not found again become resolved."""
     now = utcnow()
     prints = {f.fingerprint: f for f in findings}
-    known: dict[str, Conflict] = {}
+    # Core statements, not ORM objects: a shift start can carry thousands of findings.
+    known: dict[str, tuple[int, datetime | None]] = {}
     for part in chunks(list(prints)):
-        for c in session.scalars(select(Conflict).where(Conflict.fingerprint.in_(part))):
-            known[c.fingerprint] = c
-    new: list[ConflictFinding] = []
-    for fp, f in prints.items():
-        row = known.get(fp)
-        if row is None:
-            session.add(
-                Conflict(
-                    fingerprint=fp,
-                    technician_id=f.technician_id,
-                    kind=f.kind,
-                    severity=f.severity,
-                    appointment_ids=list(f.appointment_ids),
-                    detail=f.detail,
-                    detected_at=now,
-                    alerted_at=now,
-                )
-            )
-            new.append(f)
-        elif row.resolved_at is not None:
-            row.resolved_at = None  # it came back: alert again
-            row.alerted_at = now
-            new.append(f)
-    checked = set(checked_ids)
-    open_rows = session.scalars(select(Conflict).where(Conflict.resolved_at.is_(None)))
-    for row in open_rows:
-        if row.fingerprint not in prints and checked.intersection(row.appointment_ids):
-            row.resolved_at = now
-    session.flush()
-    return new
-
-
-def open_conflicts(session: Session) -> list[Conflict]:
-    return list(
-        session.scalars(
-            select(Conflict).where(Conflict.resolved_at.is_(None)).order_by(Conflict.id)
+        stmt = select(Conflict.fingerprint, Conflict.id, Conflict.resolved_at).where(
+            Conflict.fingerprint.in_(part)
         )
+        for fingerprint, conflict_id, resolved_at in session.execute(stmt).tuples():
+            known[fingerprint] = (conflict_id, resolved_at)
+
+    new = [f for fp, f in prints.items() if fp not in known]
+    returned = [f for fp, f in prints.items() if fp in known and known[fp][1] is not None]
+    back = [known[f.fingerprint][0] for f in returned]
+    if new:
+        session.execute(
+            insert(Conflict),
+            [
+                {"fingerprint": f.fingerprint, "technician_id": f.technician_id,
+                 "kind": f.kind, "severity": f.severity,
+                 "appointment_ids": list(f.appointment_ids), "detail": f.detail,
+                 "detected_at": now, "alerted_at": now}
+                for f in new
+            ],
+        )  # fmt: skip
+    if back:
+        session.execute(
+            update(Conflict), [{"id": i, "resolved_at": None, "alerted_at": now} for i in back]
+        )
+
+    checked = set(checked_ids)
+    open_now = select(Conflict.id, Conflict.fingerprint, Conflict.appointment_ids).where(
+        Conflict.resolved_at.is_(None)
     )
+    gone = [
+        {"id": conflict_id, "resolved_at": now}
+        for conflict_id, fingerprint, ids in session.execute(open_now).tuples()
+        if fingerprint not in prints and checked.intersection(ids)
+    ]
+    if gone:
+        session.execute(update(Conflict), gone)
+    return new + returned
