@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,17 @@ DAY = datetime(2026, 12, 1, tzinfo=ZoneInfo("America/Chicago"))
 ZONES = ["America/Chicago", "America/New_York", "America/Denver", "America/Los_Angeles"]
 
 
-def build(url: str, technicians: int, jobs_each: int, platforms: tuple[str, ...]) -> int:
+def build(
+    url: str,
+    technicians: int,
+    jobs_each: int,
+    platforms: tuple[str, ...],
+    *,
+    calendar_for: Callable[[str, str], str] = lambda tech, platform: f"{tech}-{platform}",
+    blocks: Mapping[str, str] | None = None,
+) -> int:
+    """Returns the number of appointments. `blocks` maps a platform to the credentials block
+    its bindings name; `calendar_for(technician, platform)` gives each calendar id."""
     migrate(url)
     rng = random.Random(7)
     now = utcnow()
@@ -53,8 +64,8 @@ def build(url: str, technicians: int, jobs_each: int, platforms: tuple[str, ...]
                     "id": binding_id,
                     "technician_id": tid,
                     "platform": p,
-                    "calendar_id": f"{tid}-{p}",
-                    "credentials_block": None,
+                    "calendar_id": calendar_for(tid, p),
+                    "credentials_block": (blocks or {}).get(p),
                     "active": True,
                 }
             )

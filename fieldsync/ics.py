@@ -772,8 +772,9 @@ def vtimezone(tzid: str, first_year: int, last_year: int) -> str | None:
     ):
         kind = "DAYLIGHT" if daylight else "STANDARD"
         lines += [f"BEGIN:{kind}", f"DTSTART:{_wall(walls[0])}"]
-        if len(walls) > 1:
-            lines.append("RDATE:" + ",".join(_wall(w) for w in walls[1:]))
+        # One RDATE per line: RFC 5545 allows a comma list too, but vobject (Radicale, and
+        # subscribers built on it) keeps only the first value of a list and drops the rest.
+        lines += [f"RDATE:{_wall(w)}" for w in walls[1:]]
         lines += [
             f"TZNAME:{escape_text(name)}",
             f"TZOFFSETFROM:{_offset_text(old_offset)}",

@@ -10,6 +10,8 @@ from pathlib import Path
 # Before any flow module is imported: push retries without waiting, so retry tests stay fast.
 os.environ.setdefault("FIELDSYNC_PUSH_RETRY_DELAYS", "0,0,0")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# HTTP backoff waits shrink a hundredfold against local fakes (Retry-After included).
+os.environ.setdefault("FIELDSYNC_HTTP_BACKOFF_SCALE", "0.01")
 
 import pytest
 from sqlalchemy import create_engine, text

@@ -6,14 +6,32 @@ import pytest
 from prefect.blocks.core import Block
 from prefect.testing.standard_test_suites.blocks import BlockStandardTestSuite
 
-from blocks import FieldsyncDatabase, IcsFeedCalendar, MemoryCalendar
+from blocks import (
+    CalDavCredentials,
+    FieldsyncDatabase,
+    GoogleCalendarCredentials,
+    GoogleWorkspaceCredentials,
+    ICloudCalendarCredentials,
+    IcsFeedCalendar,
+    MemoryCalendar,
+    MicrosoftGraphCredentials,
+)
 from connectors.errors import AuthError
 from connectors.ics_feed import IcsFeedConnector
 from connectors.memory import MemoryConnector
 from fieldsync.domain import BindingView
 from tasks.connectors import connector_for
 
-ALL_BLOCKS = [IcsFeedCalendar, MemoryCalendar, FieldsyncDatabase]
+ALL_BLOCKS = [
+    IcsFeedCalendar,
+    MemoryCalendar,
+    FieldsyncDatabase,
+    CalDavCredentials,
+    ICloudCalendarCredentials,
+    GoogleCalendarCredentials,
+    GoogleWorkspaceCredentials,
+    MicrosoftGraphCredentials,
+]
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS)
@@ -33,12 +51,11 @@ def test_blocks_register_save_and_build_connectors(tmp_path) -> None:
     from prefect.cli.block import _register_blocks_in_module
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    registered: set[type] = set()
-    for module in ("blocks.ics_feed", "blocks.memory", "blocks.database"):
-        registered |= set(
-            run_coro_as_sync(_register_blocks_in_module(importlib.import_module(module))) or []
-        )
-    assert {IcsFeedCalendar, MemoryCalendar, FieldsyncDatabase} <= registered
+    # What `prefect block register -m blocks` does: every block the package exports.
+    registered: set[type[Block]] = set(
+        run_coro_as_sync(_register_blocks_in_module(importlib.import_module("blocks"))) or []
+    )
+    assert set(ALL_BLOCKS) <= registered
 
     IcsFeedCalendar(directory=str(tmp_path)).save("test-feeds", overwrite=True)
     binding = BindingView(1, "T1", "ics", "T1", "fieldsync-ics-feed/test-feeds")

@@ -39,6 +39,12 @@ NOW = 1_700_000_000.0
 Fault = Callable[[httpx.Request], httpx.Response]
 
 
+@pytest.fixture(autouse=True)
+def _real_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check exact waits: undo the suite-wide shrinking of backoff."""
+    monkeypatch.setenv("FIELDSYNC_HTTP_BACKOFF_SCALE", "1")
+
+
 class FakeApp:
     """A tiny calendar API: accepts only its current token; serves injected faults first."""
 
@@ -647,3 +653,26 @@ def test_concurrency_limit_keys_are_independent() -> None:
         assert other_key.wait(timeout=2.0)
         assert not same_key.wait(timeout=0.05)  # same key waits while we hold it
     assert same_key.wait(timeout=2.0)
+
+
+def test_backoff_scale_shrinks_every_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIELDSYNC_HTTP_BACKOFF_SCALE", "0.01")
+    slept: list[float] = []
+    calls = iter([httpx.Response(503), httpx.Response(200)])
+    client = PolicyClient(
+        "demo",
+        httpx.Client(transport=httpx.MockTransport(lambda r: next(calls))),
+        _NoAuth(),
+        sleep=slept.append,
+        rng=lambda: 1.0,
+    )
+    assert client.get("https://example.invalid/x").status_code == 200
+    assert slept == [pytest.approx(0.005)]
+
+
+class _NoAuth:
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def refresh(self) -> None:
+        return None
