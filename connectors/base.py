@@ -55,6 +55,9 @@ class Op:
     key: str  # idempotency key, fixed in the ledger before the call
     event: CalendarEvent | None = None
     ref: RemoteRef | None = None
+    # An earlier attempt of this op may have reached the platform (the ledger recorded one);
+    # connectors whose create is not idempotent by itself look for its result first.
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,7 @@ class CalendarConnector(ABC):
                         return OpResult(op.item, op.kind)
                     raise NotFoundError(f"no event for key {op.key}", platform=self.platform)
                 ref = found
-                op = Op(op.item, op.kind, op.key, op.event, found)
+                op = Op(op.item, op.kind, op.key, op.event, found, op.retry)
             if op.kind is OpKind.UPDATE:
                 assert op.event is not None
                 return OpResult(op.item, op.kind, self._update_reconciling(calendar_id, op))

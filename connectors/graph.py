@@ -20,8 +20,8 @@ Idempotency and ownership
     derived from the key: Graph answers a repeated POST with the event the first one made, which
     covers a create whose response was lost. `lookup()` finds an earlier create by its key
     ($filter on the key property), `create()` looks there before POSTing, and a bulk `push()`
-    sweeps the calendarView across its creates' time span once (one request, not one per
-    create) for events already carrying one of its keys; those are updated, never created twice.
+    looks up the creates the ledger marks as retries (an earlier attempt may have landed), so
+    a first create costs no lookup and a repeated one is never made twice.
     Events without our job stamp are never changed: update/delete without an etag first read the
     event's stamp (NotOwnedError when absent); with an etag (from our own last write) If-Match
     proves the event is exactly as we left it, and a 412 leads to a re-read that checks the stamp
@@ -39,7 +39,7 @@ Bulk
     `push()` sends JSON `$batch` requests of at most 20 sub-requests, matches sub-responses by id
     (Graph does not keep their order) and applies `apply_one`'s outcome rules to each: delete of a
     missing event is done, 412 re-reads and retries, 429/5xx sub-responses are sent again after
-    backing off (Retry-After as a floor). 200 creates cost one calendarView sweep + 10 batches.
+    backing off (Retry-After as a floor). 200 first creates cost 10 batches.
 
 Limits, as data
     Outlook serves at most 4 concurrent requests per mailbox, and Graph hands up to 4
@@ -1133,37 +1133,23 @@ class MicrosoftGraphConnector(CalendarConnector):
             else:
                 refs[pos] = op.ref
                 write.append(pos)
-        if creates:
-            try:
-                existing = self._existing(target, [ops[p] for p in creates])
-            except ConnectorError as exc:
-                for p in creates:
+        for p in creates:
+            if ops[p].retry:
+                # An earlier attempt may have landed and Graph may have forgotten its
+                # transactionId: find it by our key property before creating again.
+                try:
+                    found = self.lookup(calendar_id, ops[p].key)
+                except ConnectorError as exc:
                     results[p] = OpResult(ops[p].item, ops[p].kind, error=exc)
-                creates = []
-            else:
-                for p in creates:
-                    found = existing.get(ops[p].key)
-                    if found is not None:
-                        refs[p] = found
-                    write.append(p)
+                    continue
+                if found is not None:
+                    refs[p] = found
+            write.append(p)
         if verify:
             self._verify(target, ops, verify, refs, results, write)
         if write:
             self._write(target, ops, sorted(write), refs, results)
         return [results[p] for p in range(len(ops))]
-
-    def _existing(self, target: _Target, creates: Sequence[Op]) -> dict[str, RemoteRef]:
-        """Events of earlier, unrecorded creates with these keys, from one calendarView sweep."""
-        keys = {op.key for op in creates}
-        events = [op.event for op in creates if op.event is not None]
-        start = min(e.start for e in events)
-        end = max(e.end for e in events)
-        found: dict[str, RemoteRef] = {}
-        for item in self._view(target, start, end, "id", KEY_PROPERTY):
-            key = _properties(item).get(KEY_PROPERTY)
-            if key in keys and key not in found:
-                found[key] = self._ref(item, "GET calendarView")
-        return found
 
     def _verify(
         self,

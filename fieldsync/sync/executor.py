@@ -99,6 +99,7 @@ def _push_plan(
                 op.key,
                 op.event,
                 RemoteRef(op.remote_id, op.etag) if op.remote_id else None,
+                retry=op.attempts > 0,
             )
             for row_id, op in binding_ops
         ]
