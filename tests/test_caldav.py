@@ -183,9 +183,7 @@ def test_servers_start_quickly(radicale: DavServer, xandikos: DavServer) -> None
 
 
 class _CalDavContract(ConnectorContract):
-    @pytest.fixture
-    def dav(self) -> DavServer:
-        raise NotImplementedError
+    """Subclasses provide the `dav` fixture: the server the suite runs against."""
 
     @pytest.fixture
     def connector(self, dav: DavServer) -> Iterator[CalDavConnector]:
