@@ -7,10 +7,12 @@ from blocks.google import GoogleCalendarCredentials, GoogleWorkspaceCredentials
 from blocks.ics_feed import IcsFeedCalendar
 from blocks.memory import MemoryCalendar
 from blocks.microsoft import MicrosoftGraphCredentials
+from blocks.notifications import EmailAlerts, SlackAlerts, WebhookAlerts
 
 __all__ = [
     "CalDavCredentials",
     "CalendarBlock",
+    "EmailAlerts",
     "FieldsyncDatabase",
     "GoogleCalendarCredentials",
     "GoogleWorkspaceCredentials",
@@ -18,4 +20,6 @@ __all__ = [
     "IcsFeedCalendar",
     "MemoryCalendar",
     "MicrosoftGraphCredentials",
+    "SlackAlerts",
+    "WebhookAlerts",
 ]

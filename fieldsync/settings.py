@@ -42,6 +42,12 @@ def mass_delete_min() -> int:
     return int(os.environ.get("FIELDSYNC_MASS_DELETE_MIN", "3"))
 
 
+def alert_blocks() -> list[str]:
+    """Alert channel blocks ("slug/name", comma separated) every conflict alert goes to."""
+    raw = os.environ.get("FIELDSYNC_ALERT_BLOCKS", "")
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
 def push_retry_delays() -> list[float]:
     raw = os.environ.get("FIELDSYNC_PUSH_RETRY_DELAYS", "2,10,30")
     return [float(x) for x in raw.split(",") if x.strip()]

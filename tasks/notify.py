@@ -7,11 +7,19 @@ from collections.abc import Sequence
 
 from prefect import task
 from prefect.artifacts import create_table_artifact
+from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
+from blocks.notifications import AlertChannel
+from connectors.errors import ConnectorError, scrub
+from connectors.notifiers import Notifier
+from fieldsync import settings
+from fieldsync.alerts import conflict_alert
 from fieldsync.conflicts import ConflictFinding
+from fieldsync.store.conflict_store import mark_alerted
+from fieldsync.store.db import session_scope
 from fieldsync.sync.model import PushReport
 
 
@@ -21,10 +29,23 @@ def _artifact_key(label: str) -> str:
 
 @task(name="alert-conflicts", cache_policy=NO_CACHE)
 def alert_conflicts(new: Sequence[ConflictFinding]) -> int:
-    """The seam where conflict alerts leave the system: each new conflict becomes a Prefect
-    event (automations route it to people) and a warning in the run log."""
+    """Each conflict that still owes an alert goes out now: as a Prefect event (automations
+    route it), a warning in the run log, and through every channel in FIELDSYNC_ALERT_BLOCKS
+    (Slack, email, webhook). A conflict counts as alerted only once every channel took it, so a
+    channel that was down is tried again by the next run. Alerting never fails the sync."""
     logger = get_run_logger()
+    channels: list[tuple[str, Notifier]] = []
+    for name in settings.alert_blocks():
+        try:
+            block = Block.load(name)
+            if not isinstance(block, AlertChannel):
+                raise TypeError(f"block {name!r} is not an alert channel")
+            channels.append((name, block.notifier()))
+        except Exception as exc:  # a broken channel must not stop the sync or other channels
+            logger.error("Alert channel %s cannot be used: %s", name, scrub(str(exc)))
+    delivered: list[str] = []
     for f in new:
+        alert = conflict_alert(f)
         emit_event(
             event="fieldsync.conflict.detected",
             resource={
@@ -32,10 +53,22 @@ def alert_conflicts(new: Sequence[ConflictFinding]) -> int:
                 "fieldsync.conflict.kind": f.kind,
                 "fieldsync.conflict.severity": f.severity,
             },
-            payload={"appointments": list(f.appointment_ids), "detail": f.detail},
+            payload=alert.payload(),
         )
         logger.warning("ALERT %s %s: %s", f.severity, f.kind, f.detail)
-    return len(new)
+        sent = True
+        for name, channel in channels:
+            try:
+                channel.send(alert)
+            except ConnectorError as exc:
+                sent = False
+                logger.error("Alert for %s not sent through %s: %s", f.technician_id, name, exc)
+        if sent:
+            delivered.append(f.fingerprint)
+    if delivered:
+        with session_scope() as session:
+            mark_alerted(session, delivered)
+    return len(delivered)
 
 
 @task(name="notify", cache_policy=NO_CACHE)

@@ -8,6 +8,7 @@ from prefect.testing.standard_test_suites.blocks import BlockStandardTestSuite
 
 from blocks import (
     CalDavCredentials,
+    EmailAlerts,
     FieldsyncDatabase,
     GoogleCalendarCredentials,
     GoogleWorkspaceCredentials,
@@ -15,6 +16,8 @@ from blocks import (
     IcsFeedCalendar,
     MemoryCalendar,
     MicrosoftGraphCredentials,
+    SlackAlerts,
+    WebhookAlerts,
 )
 from connectors.errors import AuthError
 from connectors.ics_feed import IcsFeedConnector
@@ -31,6 +34,9 @@ ALL_BLOCKS = [
     GoogleCalendarCredentials,
     GoogleWorkspaceCredentials,
     MicrosoftGraphCredentials,
+    SlackAlerts,
+    EmailAlerts,
+    WebhookAlerts,
 ]
 
 
