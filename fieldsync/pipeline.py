@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from fieldsync.conflicts import ConflictDetector, ConflictFinding, OverlapTravelDetector
 from fieldsync.domain import EnrichedJob, JobView
@@ -14,6 +15,8 @@ from fieldsync.enrich import enrich
 from fieldsync.store import reads
 from fieldsync.store.conflict_store import record_findings
 from fieldsync.store.db import session_scope
+from fieldsync.sync.items import sync_items
+from fieldsync.sync.model import SyncItem
 from fieldsync.travel import GreatCircleTravel, TravelModel
 
 
@@ -31,11 +34,30 @@ class ConflictOutcome:
     new: list[ConflictFinding] = field(default_factory=list)  # first seen now: these alert
 
     @property
-    def tentative_ids(self) -> frozenset[str]:
-        """Jobs in a critical conflict go out as tentative until a dispatcher resolves it."""
+    def critical_ids(self) -> frozenset[str]:
         return frozenset(
             appt for f in self.findings if f.severity == "critical" for appt in f.appointment_ids
         )
+
+
+ConflictPolicy = Literal["tentative", "hold", "push"]
+
+
+def items_under_policy(
+    enrichment: Enrichment, outcome: ConflictOutcome, policy: ConflictPolicy
+) -> tuple[list[SyncItem], list[str]]:
+    """What to push given the deployment's conflict policy, and which jobs were held back.
+
+    tentative (default): jobs in a critical conflict go out marked tentative;
+    hold: they are not pushed at all until a dispatcher resolves the conflict;
+    push: they go out as if nothing were wrong (the alert still fires).
+    """
+    critical = outcome.critical_ids
+    if policy == "hold":
+        held = sorted(e.job.id for e in enrichment.context if e.job.id in critical)
+        kept = [e for e in enrichment.context if e.job.id not in critical]
+        return sync_items(kept), held
+    return sync_items(enrichment.context, critical if policy == "tentative" else ()), []
 
 
 def load_enrichment(

@@ -42,6 +42,14 @@ def mass_delete_min() -> int:
     return int(os.environ.get("FIELDSYNC_MASS_DELETE_MIN", "3"))
 
 
+def conflict_policy() -> str:
+    """What happens to a job in a critical conflict: tentative (default), hold or push."""
+    value = os.environ.get("FIELDSYNC_CONFLICT_POLICY", "tentative")
+    if value not in ("tentative", "hold", "push"):
+        raise ValueError(f"FIELDSYNC_CONFLICT_POLICY is {value!r}; use tentative, hold or push")
+    return value
+
+
 def alert_blocks() -> list[str]:
     """Alert channel blocks ("slug/name", comma separated) every conflict alert goes to."""
     raw = os.environ.get("FIELDSYNC_ALERT_BLOCKS", "")

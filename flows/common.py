@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from prefect.futures import PrefectFuture, wait
 from prefect.utilities.annotations import quote
 
+from fieldsync import settings
 from fieldsync.conflicts import ConflictFinding
+from fieldsync.pipeline import ConflictPolicy
 from fieldsync.sync.model import PushReport
 from tasks.notify import alert_conflicts, notify
 from tasks.sync_tasks import (
@@ -42,7 +44,12 @@ class SyncResult:
 
 
 def run_sync(
-    job_ids: list[str], *, label: str, whole_days: bool = False, force: bool = False
+    job_ids: list[str],
+    *,
+    label: str,
+    whole_days: bool = False,
+    force: bool = False,
+    conflict_policy: ConflictPolicy | None = None,
 ) -> SyncResult:
     """enrich → detect conflicts (+ alert) → plan and guard → one push per platform → notify.
 
@@ -57,7 +64,8 @@ def run_sync(
     result.conflicts = outcome.findings
     result.new_conflicts = alert_conflicts(quote(outcome.new))
     big_outcome: Any = quote(outcome)
-    items, platforms = plan_sync(big_enrichment, big_outcome, force)
+    policy = conflict_policy or cast(ConflictPolicy, settings.conflict_policy())
+    items, platforms = plan_sync(big_enrichment, big_outcome, force, policy)
 
     futures: list[PrefectFuture[PushReport]] = [
         push_platform.submit(platform, quote(items), force) for platform in platforms

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from fieldsync.pipeline import ConflictPolicy
 from fieldsync.store.changes import Actor, AppointmentChange, apply_change
 from fieldsync.store.db import session_scope
 from flows.common import SyncResult, run_sync
@@ -25,10 +26,16 @@ def appointment_modified(
     change: AppointmentChange | None = None,
     actor: Actor = "admin",
     force: bool = False,
+    conflict_policy: ConflictPolicy | None = None,
 ) -> SyncResult:
     """With `change`, apply it first; without, the store already holds the new state (the
     intake wrote it) and this run only syncs it."""
     if change is not None:
         apply_appointment_change(appointment_id, change)
     ids = fetch_appointments([appointment_id])
-    return run_sync(ids, label=f"modified {appointment_id} by {actor}", force=force)
+    return run_sync(
+        ids,
+        label=f"modified {appointment_id} by {actor}",
+        force=force,
+        conflict_policy=conflict_policy,
+    )

@@ -6,6 +6,7 @@ from datetime import date
 
 from prefect import flow
 
+from fieldsync.pipeline import ConflictPolicy
 from flows.common import SyncResult, run_sync
 from flows.naming import shift_run_name
 from tasks.sync_tasks import select_shift
@@ -17,9 +18,10 @@ def shift_start_sync(
     region: str | None = None,
     technician_id: str | None = None,
     force: bool = False,
+    conflict_policy: ConflictPolicy | None = None,
 ) -> SyncResult:
     """All jobs of a region's (or one technician's) shift: open ones pushed, canceled and
     reassigned ones removed, unchanged ones left alone."""
     ids = select_shift(shift_date, region, technician_id)
     label = f"shift start {shift_date or 'today'} {technician_id or region or 'all regions'}"
-    return run_sync(ids, label=label, whole_days=True, force=force)
+    return run_sync(ids, label=label, whole_days=True, force=force, conflict_policy=conflict_policy)

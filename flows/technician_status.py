@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from fieldsync.domain import AppointmentStatus
+from fieldsync.pipeline import ConflictPolicy
 from fieldsync.store.changes import InvalidChange, apply_status
 from fieldsync.store.db import session_scope
 from fieldsync.store.tables import Appointment
@@ -53,9 +54,15 @@ def technician_status_update(
     completed_at: datetime | None = None,
     note: str = "",
     force: bool = False,
+    conflict_policy: ConflictPolicy | None = None,
 ) -> SyncResult:
     """A delay moves the event and re-checks the technician's later jobs that day: the conflict
     step sees the whole day and alerts on any knock-on overlap or travel squeeze."""
     apply_technician_status(appointment_id, status, technician_id, eta, completed_at, note)
     ids = fetch_appointments([appointment_id])
-    return run_sync(ids, label=f"status {status} for {appointment_id}", force=force)
+    return run_sync(
+        ids,
+        label=f"status {status} for {appointment_id}",
+        force=force,
+        conflict_policy=conflict_policy,
+    )

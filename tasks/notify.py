@@ -107,21 +107,22 @@ def notify(
         ],
         description=f"What {label} pushed, skipped and failed, per platform.",
     )
-    if findings:
-        create_table_artifact(
-            key=f"{key}-conflicts",
-            table=[
-                {
-                    "technician": f.technician_id,
-                    "kind": f.kind,
-                    "severity": f.severity,
-                    "appointments": ", ".join(f.appointment_ids),
-                    "detail": f.detail,
-                }
-                for f in findings
-            ],
-            description=f"Scheduling conflicts seen by {label}.",
-        )
+    # Every run writes the conflicts table, empty or not, so ops always find it in the UI.
+    create_table_artifact(
+        key=f"{key}-conflicts",
+        table=[
+            {
+                "technician": f.technician_id,
+                "kind": f.kind,
+                "severity": f.severity,
+                "appointments": ", ".join(f.appointment_ids),
+                "detail": f.detail,
+            }
+            for f in findings
+        ]
+        or [{"technician": "", "kind": "none", "severity": "", "appointments": "", "detail": ""}],
+        description=f"Scheduling conflicts seen by {label}.",
+    )
     writes = sum(r.writes for r in reports)
     summary = (
         f"{label}: {writes} changes pushed "

@@ -16,11 +16,17 @@ from prefect.logging import get_run_logger
 from prefect.tasks import Task
 
 from fieldsync import settings
-from fieldsync.pipeline import ConflictOutcome, Enrichment, check_conflicts, load_enrichment
+from fieldsync.pipeline import (
+    ConflictOutcome,
+    ConflictPolicy,
+    Enrichment,
+    check_conflicts,
+    items_under_policy,
+    load_enrichment,
+)
 from fieldsync.store import reads
 from fieldsync.store.db import session_scope
 from fieldsync.sync import executor
-from fieldsync.sync.items import sync_items
 from fieldsync.sync.model import PushReport, SyncItem
 from tasks.connectors import connector_for
 
@@ -79,10 +85,17 @@ def detect_conflicts(enrichment: Enrichment) -> ConflictOutcome:
 
 @task(name="plan-sync", cache_policy=NO_CACHE)
 def plan_sync(
-    enrichment: Enrichment, outcome: ConflictOutcome, force: bool = False
+    enrichment: Enrichment,
+    outcome: ConflictOutcome,
+    force: bool = False,
+    policy: ConflictPolicy = "tentative",
 ) -> tuple[list[SyncItem], list[str]]:
     """Decide every write up front and stop before any if it would be a mass deletion."""
-    items = sync_items(enrichment.context, outcome.tentative_ids)
+    items, held = items_under_policy(enrichment, outcome, policy)
+    if held:
+        get_run_logger().warning(
+            "Held back by the conflict policy until resolved: %s", ", ".join(held)
+        )
     planned = executor.guard(items, force=force)
     platforms = sorted(planned.platforms())
     get_run_logger().info(
