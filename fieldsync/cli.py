@@ -49,6 +49,34 @@ def _cmd_sync_shift(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_options(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from flows.options import apply_rescheduling_option, rescheduling_options
+
+    migrate()
+    moments = {}
+    for name in ("eta", "as_of"):
+        raw = getattr(args, name)
+        moments[name] = datetime.fromisoformat(raw) if raw else None
+        if moments[name] is not None and moments[name].tzinfo is None:  # type: ignore[union-attr]
+            print(f"error: --{name.replace('_', '-')} needs a UTC offset, "
+                  "e.g. 2026-12-01T10:30:00-06:00", file=sys.stderr)  # fmt: skip
+            return 2
+    eta, as_of = moments["eta"], moments["as_of"]
+    if args.apply:
+        result = apply_rescheduling_option(args.appointment, args.apply, args.situation, eta, as_of)
+        print(result.summary)
+        return 0
+    rows = rescheduling_options(args.appointment, args.situation, eta, args.limit, as_of)
+    if not rows:
+        print("No feasible option.")
+    for row in rows:
+        print(f"{row['rank']}. {row['technician']} at {row['start']}, {row['travel']} drive; "
+              f"also moves: {row['also moves']}. {row['why']}")  # fmt: skip
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fieldsync.demo import run_demo
 
@@ -76,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     shift.add_argument("--technician")
     shift.add_argument("--force", action="store_true", help="allow a mass deletion")
     shift.set_defaults(func=_cmd_sync_shift)
+
+    opts = sub.add_parser("options", help="rescheduling options for an appointment")
+    opts.add_argument("appointment")
+    opts.add_argument(
+        "--situation", choices=["emergency", "cancellation", "delay", "conflict"],
+        default="emergency",
+    )  # fmt: skip
+    opts.add_argument("--eta", help="new ETA for a delay, ISO 8601 with offset")
+    opts.add_argument("--limit", type=int, default=5)
+    opts.add_argument("--as-of", help="plan from this moment instead of now (ISO 8601)")
+    opts.add_argument("--apply", type=int, metavar="RANK", help="apply the option of this rank")
+    opts.set_defaults(func=_cmd_options)
 
     sub.add_parser("demo", help="load the sample day and sync it into ICS feeds").set_defaults(
         func=_cmd_demo

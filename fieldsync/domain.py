@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from enum import StrEnum
 
 
@@ -142,7 +142,8 @@ class JobView:
 
     @property
     def duration_minutes(self) -> int:
-        return int((self.end - self.start).total_seconds() // 60)
+        # In UTC: subtracting two times of one zone counts wall-clock time, off by the DST jump.
+        return int((self.end.astimezone(UTC) - self.start.astimezone(UTC)).total_seconds() // 60)
 
     @property
     def is_open(self) -> bool:

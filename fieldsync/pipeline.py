@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fieldsync.conflicts import ConflictDetector, ConflictFinding, OverlapTravelDetector
+from fieldsync.conflict_engine import ConflictEngine
+from fieldsync.conflicts import ConflictDetector, ConflictFinding
 from fieldsync.domain import EnrichedJob, JobView
 from fieldsync.enrich import enrich
 from fieldsync.store import reads
@@ -108,7 +109,7 @@ def check_conflicts(
     *,
     db_url: str | None = None,
 ) -> ConflictOutcome:
-    detector = detector or OverlapTravelDetector()
+    detector = detector or ConflictEngine()
     findings = detector.detect(enrichment.context)
     with session_scope(db_url) as session:
         new = record_findings(session, findings, (e.job.id for e in enrichment.context))

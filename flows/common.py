@@ -12,6 +12,7 @@ from fieldsync import settings
 from fieldsync.conflicts import ConflictFinding
 from fieldsync.pipeline import ConflictPolicy
 from fieldsync.sync.model import PushReport
+from tasks.busy import read_busy_time
 from tasks.notify import alert_conflicts, notify
 from tasks.sync_tasks import (
     PushIncomplete,
@@ -60,7 +61,8 @@ def run_sync(
     ids: Any = quote(job_ids)
     enrichment = enrich_jobs(ids, whole_days)
     big_enrichment: Any = quote(enrichment)
-    outcome = detect_conflicts(big_enrichment)
+    busy: Any = quote(read_busy_time(big_enrichment))
+    outcome = detect_conflicts(big_enrichment, busy)
     result.conflicts = outcome.findings
     result.new_conflicts = alert_conflicts(quote(outcome.new))
     big_outcome: Any = quote(outcome)

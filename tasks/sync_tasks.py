@@ -6,7 +6,7 @@ milliseconds, and thousands of them in one flow would dominate the run and strai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prefect import task
@@ -15,7 +15,9 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.logging import get_run_logger
 from prefect.tasks import Task
 
+from connectors.base import BusyBlock
 from fieldsync import settings
+from fieldsync.conflict_engine import ConflictEngine
 from fieldsync.pipeline import (
     ConflictOutcome,
     ConflictPolicy,
@@ -77,8 +79,11 @@ def enrich_jobs(job_ids: list[str], whole_days: bool = False) -> Enrichment:
 
 
 @task(name="detect-conflicts", cache_policy=NO_CACHE)
-def detect_conflicts(enrichment: Enrichment) -> ConflictOutcome:
-    outcome = check_conflicts(enrichment)
+def detect_conflicts(
+    enrichment: Enrichment, busy: Mapping[str, Sequence[BusyBlock]] | None = None
+) -> ConflictOutcome:
+    """Overlaps, travel, shift hours, skills, stock and external busy time (ConflictEngine)."""
+    outcome = check_conflicts(enrichment, ConflictEngine(busy=busy or {}))
     get_run_logger().info("%d conflicts, %d of them new", len(outcome.findings), len(outcome.new))
     return outcome
 

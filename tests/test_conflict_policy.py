@@ -52,3 +52,21 @@ def test_a_bad_policy_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIELDSYNC_CONFLICT_POLICY", "ignore")
     with pytest.raises(ValueError, match="FIELDSYNC_CONFLICT_POLICY is 'ignore'"):
         settings.conflict_policy()
+
+
+def test_personal_busy_time_on_the_technicians_calendar_is_a_conflict(
+    sqlite_url: str, memory_calendars: MemoryBackend
+) -> None:
+    from datetime import timedelta
+
+    with session_scope(sqlite_url) as s:
+        add_technician(s, "T1")
+        job = add_appointment(s, "T1", hour=15).id
+    memory_calendars.plant_foreign(
+        "T1-memory", DAY + timedelta(hours=15, minutes=30), DAY + timedelta(hours=16)
+    )
+    result = shift_start_sync(DAY.date())
+    [busy] = [f for f in result.conflicts if f.kind == "busy"]
+    assert busy.appointment_ids == (job,) and busy.technician_id == "T1"
+    # Our own event for the job is on the same calendar and is not counted as busy time.
+    assert len([f for f in result.conflicts if f.kind == "busy"]) == 1

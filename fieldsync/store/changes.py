@@ -5,7 +5,7 @@ A change that alters nothing leaves the version alone, so re-delivered triggers 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -75,7 +75,8 @@ def apply_change(session: Session, appointment_id: str, change: AppointmentChang
     for enum_field in ("priority", "status"):
         if enum_field in values:
             values[enum_field] = str(values[enum_field].value)
-    start = change.start or appt.start
+    # Arithmetic in UTC: adding a timedelta to a local time counts wall-clock time across DST.
+    start = (change.start or appt.start).astimezone(UTC)
     if change.end is not None:
         end = change.end
     elif change.duration_minutes is not None:
@@ -121,7 +122,8 @@ def apply_status(
             values["status"] = AppointmentStatus.IN_PROGRESS.value
             values["status_note"] = note or f"running late, done by {eta.isoformat()}"
         else:
-            length = appt.end - appt.start
+            length = appt.end - appt.start  # both UTC from the store: a true duration
+            eta = eta.astimezone(UTC)
             values.update(start=eta, end=eta + length)
             values["status_note"] = note or f"delayed, arriving {eta.isoformat()}"
     elif status is AppointmentStatus.COMPLETED:
