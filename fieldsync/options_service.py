@@ -120,3 +120,41 @@ def describe(option: Option) -> dict[str, str]:
         "also moves": moves or "nothing",
         "why": option.reason,
     }
+
+
+def option_lines_for_conflicts(
+    session: Session, findings: Sequence[ConflictFinding], *, now: datetime, limit: int = 3
+) -> dict[str, tuple[str, ...]]:
+    """Short option lines for each critical overlap, for the alert that reports it."""
+    wanted = [f for f in findings if f.severity == "critical" and f.kind == "overlap"]
+    if not wanted:
+        return {}
+    technicians = reads.select_technicians(session)
+    first = reads.jobs_by_ids(session, [wanted[0].appointment_ids[0]])[0]
+    jobs: dict[str, JobView] = {}
+    days = {first.start.date() + timedelta(days=d) for d in (-1, 0, 1)}
+    for f in wanted:
+        for j in reads.jobs_by_ids(session, list(f.appointment_ids)):
+            days.add(j.start.date())
+    for tech in technicians:
+        for day in days:
+            for j in reads.technician_day_jobs(session, tech, day):
+                jobs[j.id] = j
+    job_types = reads.job_types(session)
+    zones = {t.id: t.timezone for t in technicians}
+    out: dict[str, tuple[str, ...]] = {}
+    for f in wanted:
+        # Plan from the conflict's own day: options are about that day, which may be ahead.
+        starts = [jobs[i].start for i in f.appointment_ids if i in jobs]
+        zone = zones.get(f.technician_id, "UTC")
+        day_begins = reads.local_day(reads.local_day_of_zone(min(starts), zone), zone)[0]
+        options = options_for_conflict(
+            f, technicians=technicians, jobs=list(jobs.values()), job_types=job_types,
+            now=max(now, day_begins), limit=limit,
+        )  # fmt: skip
+        out[f.fingerprint] = tuple(
+            f"{o.job_id} to {o.technician_id} at {o.start:%H:%M %Z}"
+            + (f", moving {len(o.moves)} other job(s)" if o.moves else "")
+            for o in options
+        )
+    return out

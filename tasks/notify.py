@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from prefect import task
 from prefect.artifacts import create_table_artifact
@@ -18,6 +19,7 @@ from connectors.notifiers import Notifier
 from fieldsync import settings
 from fieldsync.alerts import conflict_alert
 from fieldsync.conflicts import ConflictFinding
+from fieldsync.options_service import option_lines_for_conflicts
 from fieldsync.store.conflict_store import mark_alerted
 from fieldsync.store.db import session_scope
 from fieldsync.sync.model import PushReport
@@ -44,8 +46,14 @@ def alert_conflicts(new: Sequence[ConflictFinding]) -> int:
         except Exception as exc:  # a broken channel must not stop the sync or other channels
             logger.error("Alert channel %s cannot be used: %s", name, scrub(str(exc)))
     delivered: list[str] = []
+    try:
+        with session_scope() as session:
+            lines = option_lines_for_conflicts(session, new, now=datetime.now(UTC))
+    except Exception as exc:  # options enrich an alert; without them it still goes out
+        logger.warning("No rescheduling options for the alerts: %s", exc)
+        lines = {}
     for f in new:
-        alert = conflict_alert(f)
+        alert = conflict_alert(f, lines.get(f.fingerprint, ()))
         emit_event(
             event="fieldsync.conflict.detected",
             resource={

@@ -27,7 +27,7 @@ from fieldsync.store.changes import AppointmentChange
 from fieldsync.store.db import session_scope
 from flows.booked import appointment_booked
 from flows.modified import appointment_modified
-from tests.factories import DAY, add_appointment, add_technician
+from tests.factories import DAY, add_appointment, add_job_type, add_technician
 
 FINDING = ConflictFinding(
     "T-104", "overlap", "critical", ("J-1", "J-2"), "J-1 (11:55-12:40) overlaps J-2 (12:15-13:00)"
@@ -186,6 +186,7 @@ def test_each_conflict_alerts_once_and_again_only_when_it_changes(
     WebhookAlerts(url=SecretStr(url)).save("zapier-test", overwrite=True)
     monkeypatch.setenv("FIELDSYNC_ALERT_BLOCKS", "fieldsync-webhook-alerts/zapier-test")
     with session_scope(sqlite_url) as s:
+        add_job_type(s)
         add_technician(s, "T9")
         first = add_appointment(s, "T9", hour=9).id
         second = add_appointment(s, "T9", hour=9.5).id
@@ -197,6 +198,8 @@ def test_each_conflict_alerts_once_and_again_only_when_it_changes(
     appointment_booked(second)
     assert [p["appointment_ids"] for p in received] == [[first, second]]
     assert received[0]["severity"] == "critical"
+    # The alert carries concrete ways out, e.g. moving one job later the same day.
+    assert received[0]["options"] and any(t in received[0]["options"][0] for t in (first, second))
 
     appointment_booked(first)  # the same conflict again: no second alert
     assert len(received) == 1

@@ -204,7 +204,11 @@ def technician_day_jobs(session: Session, technician: TechnicianView, day: date)
 
 
 def local_day_of(moment: datetime, technician: TechnicianView) -> date:
-    return moment.astimezone(ZoneInfo(technician.timezone)).date()
+    return local_day_of_zone(moment, technician.timezone)
+
+
+def local_day_of_zone(moment: datetime, tz: str) -> date:
+    return moment.astimezone(ZoneInfo(tz)).date()
 
 
 def ledger_technicians(session: Session, appointment_ids: Sequence[str]) -> dict[str, str]:
