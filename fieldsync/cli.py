@@ -1,4 +1,4 @@
-"""`fieldsync` command line: database, import, sync, demo."""
+"""`fieldsync` command line: database, import, sync, options, intake, tokens, stack, demo."""
 
 from __future__ import annotations
 
@@ -83,6 +83,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def _cmd_intake_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fieldsync.intake.server import build_app
+
+    migrate()
+    uvicorn.run(build_app(), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _cmd_tokens(args: argparse.Namespace) -> int:
+    from fieldsync.intake import tokens
+
+    try:
+        with session_scope() as session:
+            if args.tokens_command == "issue":
+                token = tokens.issue(session, args.purpose, args.subject)
+                print(token)
+                if args.purpose == "feed":
+                    print(f"feed URL: <intake base URL>/feeds/{token}.ics", file=sys.stderr)
+            else:
+                n = tokens.revoke(session, args.purpose, args.subject)
+                print(f"revoked {n} {args.purpose} token(s) of {args.subject}")
+    except tokens.TokenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from fieldsync.stack import run_stack
+
+    return run_stack(
+        prefect_port=args.prefect_port, intake_port=args.intake_port, deploy=not args.no_deploy
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fieldsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +153,28 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("--as-of", help="plan from this moment instead of now (ISO 8601)")
     opts.add_argument("--apply", type=int, metavar="RANK", help="apply the option of this rank")
     opts.set_defaults(func=_cmd_options)
+
+    intake = sub.add_parser("intake", help="the webhook and API intake service")
+    intake_sub = intake.add_subparsers(dest="intake_command", required=True)
+    serve = intake_sub.add_parser("serve", help="serve the intake (and relay events to Prefect)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8400)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_cmd_intake_serve)
+
+    toks = sub.add_parser("tokens", help="API keys, technician status and feed tokens")
+    toks_sub = toks.add_subparsers(dest="tokens_command", required=True)
+    for name, text in (("issue", "issue a token (printed once)"), ("revoke", "revoke tokens")):
+        cmd = toks_sub.add_parser(name, help=text)
+        cmd.add_argument("purpose", choices=["api", "status", "feed"])
+        cmd.add_argument("subject", help="API client name, or technician id")
+        cmd.set_defaults(func=_cmd_tokens)
+
+    up = sub.add_parser("up", help="start the local stack: Prefect server, worker and intake")
+    up.add_argument("--prefect-port", type=int, default=4200)
+    up.add_argument("--intake-port", type=int, default=8400)
+    up.add_argument("--no-deploy", action="store_true", help="skip 'prefect deploy --all'")
+    up.set_defaults(func=_cmd_up)
 
     sub.add_parser("demo", help="load the sample day and sync it into ICS feeds").set_defaults(
         func=_cmd_demo

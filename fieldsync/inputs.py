@@ -532,7 +532,7 @@ _PLAIN: dict[str, str] = {
 }
 
 
-def _plain_message(error: Any) -> tuple[str | None, str]:
+def plain_message(error: Any) -> tuple[str | None, str]:
     """One pydantic error as (field it concerns, if it knows better; message in plain words)."""
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx") or {}
@@ -561,7 +561,7 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     """
     result: list[FieldError] = []
     for error in exc.errors():
-        field_hint, message = _plain_message(error)
+        field_hint, message = plain_message(error)
         loc = error["loc"]
         field = field_hint or (str(loc[0]) if loc else None)
         inner: list[str] = []

@@ -56,6 +56,15 @@ def alert_blocks() -> list[str]:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
+def ops_alert_blocks() -> list[str]:
+    """Where ops alerts (failed runs, conflicts seen by automations) go; default: the same
+    channels as conflict alerts."""
+    raw = os.environ.get("FIELDSYNC_OPS_ALERT_BLOCKS")
+    if raw is None:
+        return alert_blocks()
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
 def push_retry_delays() -> list[float]:
     raw = os.environ.get("FIELDSYNC_PUSH_RETRY_DELAYS", "2,10,30")
     return [float(x) for x in raw.split(",") if x.strip()]

@@ -12,6 +12,7 @@ from fieldsync import settings
 from fieldsync.conflicts import ConflictFinding
 from fieldsync.pipeline import ConflictPolicy
 from fieldsync.sync.model import PushReport
+from flows.tagging import tag_run
 from tasks.busy import read_busy_time
 from tasks.notify import alert_conflicts, notify
 from tasks.sync_tasks import (
@@ -83,6 +84,10 @@ def run_sync(
             failures.append(str(outcome_or_error))
         else:
             failures.append(f"{platform}: {outcome_or_error}")
+    tag_run(
+        platforms=platforms,
+        regions={e.technician.region for e in enrichment.context if e.technician is not None},
+    )
     result.summary = notify(label, quote(result.reports), quote(result.conflicts), failures)
     if failures:
         # The run ends failed so ops see it; the ledger already holds every item's outcome.

@@ -7,7 +7,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from fieldsync.pipeline import ConflictPolicy
-from fieldsync.store.changes import Actor, AppointmentChange, apply_change
+from fieldsync.store.changes import AppointmentChange, apply_change
 from fieldsync.store.db import session_scope
 from flows.common import SyncResult, run_sync
 from flows.naming import appointment_run_name
@@ -24,7 +24,7 @@ def apply_appointment_change(appointment_id: str, change: AppointmentChange) -> 
 def appointment_modified(
     appointment_id: str,
     change: AppointmentChange | None = None,
-    actor: Actor = "admin",
+    actor: str = "admin",
     force: bool = False,
     conflict_policy: ConflictPolicy | None = None,
 ) -> SyncResult:

@@ -55,10 +55,15 @@ def technician_status_update(
     note: str = "",
     force: bool = False,
     conflict_policy: ConflictPolicy | None = None,
+    applied: bool = False,
 ) -> SyncResult:
     """A delay moves the event and re-checks the technician's later jobs that day: the conflict
-    step sees the whole day and alerts on any knock-on overlap or travel squeeze."""
-    apply_technician_status(appointment_id, status, technician_id, eta, completed_at, note)
+    step sees the whole day and alerts on any knock-on overlap or travel squeeze.
+
+    `applied=True` when the intake already stored the report (event-triggered runs): this run
+    then only syncs, so it can never overwrite a later change with this older report."""
+    if not applied:
+        apply_technician_status(appointment_id, status, technician_id, eta, completed_at, note)
     ids = fetch_appointments([appointment_id])
     return run_sync(
         ids,

@@ -10,15 +10,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from connectors.base import BusyBlock, CalendarConnector
-from connectors.errors import ConnectorError
+from connectors.base import BusyBlock
+from fieldsync.busy import read_busy
 from fieldsync.domain import TechnicianView
 from fieldsync.pipeline import Enrichment
-from fieldsync.store.reads import local_day, local_day_of
+from fieldsync.store.reads import local_day_of
 from tasks.connectors import connector_for
-
-# An ICS feed is published by us and written by nobody else: it holds no outside busy time.
-_PUBLISH_ONLY = frozenset({"ics"})
 
 
 @task(name="read-busy-time", cache_policy=NO_CACHE)
@@ -34,36 +31,6 @@ def read_busy_time(enrichment: Enrichment) -> dict[str, list[BusyBlock]]:
 
 
 def busy_for(wanted: list[tuple[TechnicianView, list[date]]]) -> dict[str, list[BusyBlock]]:
-    """Busy blocks per technician over their local days. A calendar that cannot be read is
-    logged and skipped: missing busy time weakens one check, it must not stop the run."""
+    """Busy blocks per technician over their local days; unreadable calendars are logged."""
     logger = get_run_logger()
-    connectors: dict[tuple[str, str | None], CalendarConnector | None] = {}
-    busy: dict[str, list[BusyBlock]] = defaultdict(list)
-    try:
-        for tech, tech_days in wanted:
-            for binding in tech.bindings:
-                if binding.platform in _PUBLISH_ONLY:
-                    continue
-                key = (binding.platform, binding.credentials_block)
-                if key not in connectors:
-                    try:
-                        connectors[key] = connector_for(binding)
-                    except ConnectorError as exc:
-                        logger.warning("No busy time from %s: %s", binding.platform, exc)
-                        connectors[key] = None
-                connector = connectors[key]
-                if connector is None or not connector.supports_busy:
-                    continue
-                for day in tech_days:
-                    lo, hi = local_day(day, tech.timezone)
-                    try:
-                        busy[tech.id].extend(connector.busy(binding.calendar_id, lo, hi))
-                    except ConnectorError as exc:
-                        logger.warning(
-                            "Busy time of %s on %s not read: %s", tech.id, binding.platform, exc
-                        )
-    finally:
-        for connector in connectors.values():
-            if connector is not None:
-                connector.close()
-    return dict(busy)
+    return read_busy(wanted, connector_for, lambda message: logger.warning("%s", message))

@@ -46,29 +46,38 @@ def book(
     with session_scope(db_url) as session:
         if session.get_bind().dialect.name == "sqlite":
             session.execute(text("BEGIN IMMEDIATE"))
-        if data.technician_id is not None:
-            locked = session.execute(
-                select(Technician.id).where(Technician.id == data.technician_id).with_for_update()
-            ).first()
-            if locked is None:
-                raise UnknownTechnicianError(data.technician_id)
-        clashes = _overlapping(session, data)
-        if after_check is not None:
-            after_check()
-        appointment, outcome = upsert_appointment(session, data)
-        session.flush()
-        if clashes and data.technician_id is not None:
-            ids = tuple(sorted([*clashes, appointment.id]))
-            record_findings(
-                session,
-                [ConflictFinding(
-                    data.technician_id, "overlap", "critical", ids,
-                    # Symmetric, so either side's re-delivery is the same conflict.
-                    f"double-booking at intake: {' and '.join(ids)} overlap",
-                )],
-                ids,
-            )  # fmt: skip
-        return Booking(appointment.id, outcome, clashes)
+        return book_in(session, data, after_check=after_check)
+
+
+def book_in(
+    session: Session, data: AppointmentInput, *, after_check: Callable[[], None] | None = None
+) -> Booking:
+    """The booking inside a caller's transaction (the intake adds its inbox and outbox rows).
+    On SQLite the caller must have begun it with BEGIN IMMEDIATE."""
+    if data.technician_id is not None:
+        locked = session.execute(
+            select(Technician.id).where(Technician.id == data.technician_id).with_for_update()
+        ).first()
+        if locked is None:
+            raise UnknownTechnicianError(data.technician_id)
+    clashes = _overlapping(session, data)
+    if after_check is not None:
+        after_check()
+    appointment, outcome = upsert_appointment(session, data)
+    session.flush()
+    if clashes and data.technician_id is not None:
+        ids = tuple(sorted([*clashes, appointment.id]))
+        record_findings(
+            session,
+            [ConflictFinding(
+                data.technician_id, "overlap", "critical", ids,
+                # Symmetric, so either side's re-delivery is the same conflict.
+                f"double-booking at intake: {' and '.join(ids)} overlap",
+            )],
+            # Nothing is marked resolved here: only the full engine in the flows sees enough.
+            (),
+        )  # fmt: skip
+    return Booking(appointment.id, outcome, clashes)
 
 
 def _overlapping(session: Session, data: AppointmentInput) -> list[str]:

@@ -191,3 +191,58 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     replayed_at: Mapped[datetime | None]
+
+
+class IntakeRequest(Base):
+    """Every request the intake accepted, keyed by the source's own event id: a redelivered
+    webhook finds its row and changes nothing."""
+
+    __tablename__ = "intake_requests"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id", name="uq_intake_event"),
+        Index("ix_intake_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(300))
+    # received: stored, not yet applied (its details could not be fetched yet);
+    # applied / ignored: done; dead: well-signed but invalid, the raw body is dead-lettered.
+    state: Mapped[str] = mapped_column(String(20))
+    content_type: Mapped[str] = mapped_column(String(100), default="")
+    body: Mapped[str] = mapped_column(Text)
+    appointment_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    applied_at: Mapped[datetime | None]
+
+
+class OutboxEvent(Base):
+    """A Prefect event written in the same transaction as the change it announces, and sent
+    when the Prefect API answers. The id is the Prefect event id, so a resend is deduplicated."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "occurred"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event: Mapped[str] = mapped_column(String(100))
+    resource_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    occurred: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AccessToken(Base):
+    """Intake credentials: API keys for the portal, phone desk and CRM, and per-technician
+    tokens for status reports and ICS feeds. Only a SHA-256 of each token is kept."""
+
+    __tablename__ = "access_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # api, status, feed
+    subject: Mapped[str] = mapped_column(String(200), index=True)  # client name or technician
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
