@@ -91,9 +91,10 @@ class Stack:
             raise StackError(f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def start_worker(self) -> None:
-        self._spawn("worker", [_bin("prefect"), "worker", "start", "--pool", POOL,
-                               "--type", "process"])  # fmt: skip
+    def start_worker(self, name: str = "worker") -> None:
+        """More workers on the same pool share its runs: the scale-out path."""
+        self._spawn(name, [_bin("prefect"), "worker", "start", "--pool", POOL, "--name",
+                           f"{name}-{self.intake_port}", "--type", "process"])  # fmt: skip
 
     def start_intake(self, timeout: float = 30) -> None:
         self._spawn("intake", [_bin("fieldsync"), "intake", "serve", "--port",
@@ -112,8 +113,9 @@ class Stack:
             proc.wait()
 
     def stop_all(self) -> None:
-        for name in ("intake", "worker", "prefect-server"):
+        for name in [n for n in self.procs if n != "prefect-server"]:
             self.stop(name)
+        self.stop("prefect-server")
 
     def _wait(self, url: str, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

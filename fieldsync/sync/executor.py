@@ -20,6 +20,7 @@ from fieldsync.store.db import session_scope
 from fieldsync.sync import ledger_store
 from fieldsync.sync.model import Plan, PlannedOp, PushReport, SyncItem
 from fieldsync.sync.planner import MassDeletionBlocked, check_mass_deletion, plan
+from fieldsync.sync.push_lock import binding_locks
 
 __all__ = ["MassDeletionBlocked", "OpKind", "guard", "plan_items", "push_platform"]
 
@@ -58,18 +59,34 @@ def push_platform(
     db_url: str | None = None,
 ) -> PushReport:
     report = PushReport(platform)
-    # A second pass re-creates events found deleted by hand during the first one.
-    for attempt in range(2):
-        planned, counts = plan_items(items, platform=platform, db_url=db_url)
-        check_mass_deletion(planned, counts, minimum=settings.mass_delete_min(), force=force)
-        if attempt == 0:
+    planned, _ = plan_items(items, platform=platform, db_url=db_url)
+    report.unchanged = planned.unchanged
+    held: set[int] = set()
+    while True:
+        wanted = held | _bindings_of(planned)
+        if not wanted:
+            return report
+        with binding_locks(wanted, db_url):
+            held = wanted
+            planned, counts = plan_items(items, platform=platform, db_url=db_url)
+            if not _bindings_of(planned) <= held:
+                continue  # another run added a calendar meanwhile: lock that one too
             report.unchanged = planned.unchanged
-        if not planned.ops:
-            break
-        gone = _push_plan(planned, connector_for, report, db_url)
-        if not gone:
-            break
-    return report
+            report.stale = planned.stale
+            # A second pass re-creates events found deleted by hand during the first one.
+            for attempt in range(2):
+                if attempt:
+                    planned, counts = plan_items(items, platform=platform, db_url=db_url)
+                check_mass_deletion(
+                    planned, counts, minimum=settings.mass_delete_min(), force=force
+                )
+                if not planned.ops or not _push_plan(planned, connector_for, report, db_url):
+                    break
+            return report
+
+
+def _bindings_of(planned: Plan) -> set[int]:
+    return {op.binding.id for op in planned.ops}
 
 
 def _push_plan(

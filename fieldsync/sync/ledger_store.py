@@ -136,6 +136,7 @@ def record(
     def gone(item: int, error: str | None) -> dict[str, Any]:
         return {
             "id": item,
+            "pushed_version": ops[item].version,
             "state": LedgerState.DELETED,
             "pending_op": None,
             "content_hash": None,

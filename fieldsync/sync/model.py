@@ -36,6 +36,7 @@ class LedgerRow:
     state: str
     pending_op: str | None
     attempts: int
+    pushed_version: int | None = None  # the appointment version last written (or deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class PlannedOp:
 class Plan:
     ops: list[PlannedOp] = field(default_factory=list)
     unchanged_by_platform: Counter[str] = field(default_factory=Counter)
+    stale: int = 0  # items skipped because a newer version is already on the calendar
 
     @property
     def unchanged(self) -> int:
@@ -81,6 +83,7 @@ class PushReport:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     transient_failures: int = 0
+    stale: int = 0  # skipped: a newer version of the job was already pushed by another run
 
     @property
     def writes(self) -> int:

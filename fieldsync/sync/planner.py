@@ -59,6 +59,15 @@ def plan(
             if platform is not None and binding.platform != platform:
                 continue
             row = by_pair.get((item.appointment_id, binding_id))
+            if (
+                row is not None
+                and row.pushed_version is not None
+                and item.version < row.pushed_version
+            ):
+                # A newer version of the job already reached this calendar (another run, or
+                # another worker, got there first): writing this older one would undo it.
+                result.stale += 1
+                continue
             kind = decide(row, event)
             if kind is None:
                 if event is not None:  # absent and already gone is not worth reporting
