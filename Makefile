@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/var/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench bench-intake up clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.shift_start
+
+bench-intake: $(STAMP)
+	$(BIN)/python -m benchmarks.intake
+
+# The local stack: Prefect server (UI on :4200), a process worker, the intake (:8400).
+up: $(STAMP)
+	mkdir -p $(PREFECT_HOME)
+	$(BIN)/fieldsync up
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

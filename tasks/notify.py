@@ -61,7 +61,8 @@ def alert_conflicts(new: Sequence[ConflictFinding]) -> int:
                 "fieldsync.conflict.kind": f.kind,
                 "fieldsync.conflict.severity": f.severity,
             },
-            payload=alert.payload(),
+            # kind and detail spelled out too, so an automation's template needs no lookup.
+            payload={**alert.payload(), "kind": f.kind, "detail": f.detail},
         )
         logger.warning("ALERT %s %s: %s", f.severity, f.kind, f.detail)
         sent = True

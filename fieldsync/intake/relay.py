@@ -171,12 +171,15 @@ class Relay:
         interval: float = 2.0,
         max_backoff: float = 30.0,
         resolve: Callable[[], int] | None = None,
+        linger: float = 0.05,
     ) -> None:
         self.sink = sink
         self.db_url = db_url
         self.interval = interval
         self.max_backoff = max_backoff
         self.resolve = resolve
+        # After a wake-up, wait this long so a burst of requests leaves as one batch.
+        self.linger = linger
         self.delivered = 0
         self.last_error = ""
         self._wake = threading.Event()
@@ -197,7 +200,8 @@ class Relay:
     def _run(self) -> None:
         wait = self.interval
         while not self._stop.is_set():
-            self._wake.wait(wait)
+            if self._wake.wait(wait) and not self._stop.is_set():
+                self._stop.wait(self.linger)
             self._wake.clear()
             if self._stop.is_set():
                 break

@@ -12,8 +12,8 @@ from connectors.base import BusyBlock
 from fieldsync.busy import read_busy
 from fieldsync.domain import TechnicianView
 from fieldsync.intake.app import EmailDirectory, create_app
-from fieldsync.intake.relay import PrefectEventsSink, Relay
 from fieldsync.intake.commands import Command
+from fieldsync.intake.relay import PrefectEventsSink, Relay
 from fieldsync.intake.service import Envelope, Intake
 from fieldsync.intake.sources.base import WebhookRequest, WebhookSource
 from fieldsync.intake.sources.registry import SourceSettings, build_sources
@@ -42,14 +42,19 @@ def build_app(
         # Requests stored while their platform could not be asked for details.
         def build_for(envelope: Envelope) -> list[Command]:
             source = sources[envelope.source]
-            request = WebhookRequest({"content-type": envelope.content_type},
-                                     envelope.body.encode(), utcnow())
+            request = WebhookRequest(
+                {"content-type": envelope.content_type}, envelope.body.encode(), utcnow()
+            )
             return source.commands(request, directory)
 
         return pending.resolve_pending(build_for)
 
-    relay = Relay(PrefectEventsSink.from_prefect_settings(), db_url=db_url,
-                  interval=relay_interval, resolve=resolve)
+    relay = Relay(
+        PrefectEventsSink.from_prefect_settings(),
+        db_url=db_url,
+        interval=relay_interval,
+        resolve=resolve,
+    )
     pending.on_stored = relay.wake
     return create_app(
         db_url=db_url,

@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,6 +17,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fieldsync import settings
 from fieldsync.intake import outbox
 from fieldsync.intake.apply import Applied, UnknownAppointment, apply_commands
 from fieldsync.intake.commands import Command
@@ -90,17 +92,32 @@ class Intake:
             # can fail with "database is locked" instead of waiting.
             session.execute(text("BEGIN IMMEDIATE"))
 
+    def _writing(self) -> AbstractContextManager[object]:
+        """On SQLite, the request threads queue here for the one writer slot. SQLite's own
+        busy handler would make them poll with sleeps of up to 100 ms: the p99 would be set
+        by the sleeps, not by the work. PostgreSQL writers run concurrently."""
+        url = self.db_url or settings.database_url()
+        return self._lock if url.startswith("sqlite") else nullcontext()
+
     def seen(self, source: str, event_id: str) -> Receipt | None:
         with session_scope(self.db_url) as session:
             return _receipt_of(session, source, event_id)
 
     def accept(
-        self, envelope: Envelope, build: Callable[[], list[Command]], *, actor: str
+        self,
+        envelope: Envelope,
+        build: Callable[[], list[Command]],
+        *,
+        actor: str,
+        check_first: bool = True,
     ) -> Receipt:
-        """Idempotent on (source, event id): a redelivery answers what the first one did."""
-        earlier = self.seen(envelope.source, envelope.event_id)
-        if earlier is not None:
-            return earlier
+        """Idempotent on (source, event id): a redelivery answers what the first one did.
+        `check_first=False` skips the early look-up when building the commands costs nothing
+        (the write transaction checks again anyway); sources that fetch details keep it."""
+        if check_first:
+            earlier = self.seen(envelope.source, envelope.event_id)
+            if earlier is not None:
+                return earlier
         try:
             commands = build()
         except UpstreamUnavailable as exc:
@@ -112,7 +129,7 @@ class Intake:
     def _apply(self, envelope: Envelope, commands: list[Command], *, actor: str) -> Receipt:
         for attempt in range(3):
             try:
-                with session_scope(self.db_url) as session:
+                with self._writing(), session_scope(self.db_url) as session:
                     self._begin(session)
                     earlier = _receipt_of(session, envelope.source, envelope.event_id)
                     if earlier is not None:
@@ -138,7 +155,7 @@ class Intake:
         return self._dead(envelope, why, not_found=False)
 
     def _store_unresolved(self, envelope: Envelope, why: str) -> Receipt:
-        with session_scope(self.db_url) as session:
+        with self._writing(), session_scope(self.db_url) as session:
             self._begin(session)
             earlier = _receipt_of(session, envelope.source, envelope.event_id)
             if earlier is not None:
@@ -148,7 +165,7 @@ class Intake:
         return Receipt("received", notes=[why])
 
     def _dead(self, envelope: Envelope, why: str, *, not_found: bool) -> Receipt:
-        with session_scope(self.db_url) as session:
+        with self._writing(), session_scope(self.db_url) as session:
             self._begin(session)
             earlier = _receipt_of(session, envelope.source, envelope.event_id)
             if earlier is not None:
