@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from connectors.errors import scrub
 from fieldsync.intake.outbox import to_prefect
-from fieldsync.store.db import session_scope
+from fieldsync.store.db import session_scope, writer_slot
 from fieldsync.store.tables import OutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -142,14 +142,14 @@ def _send_then_mark(session: Session, sink: EventSink, batch: int, db_url: str |
     try:
         sink.send([to_prefect(r) for r in rows])
     except SinkUnavailable as exc:
-        with session_scope(db_url) as marks:
+        with writer_slot(db_url), session_scope(db_url) as marks:
             marks.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_(ids))
                 .values(attempts=OutboxEvent.attempts + 1, last_error=str(exc)[:500])
             )
         raise
-    with session_scope(db_url) as marks:
+    with writer_slot(db_url), session_scope(db_url) as marks:
         marks.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id.in_(ids))

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,13 +16,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fieldsync import settings
 from fieldsync.intake import outbox
 from fieldsync.intake.apply import Applied, UnknownAppointment, apply_commands
 from fieldsync.intake.commands import Command
 from fieldsync.intake.sources.base import PayloadError, UpstreamUnavailable
 from fieldsync.store.changes import InvalidChange
-from fieldsync.store.db import session_scope
+from fieldsync.store.db import session_scope, writer_slot
 from fieldsync.store.tables import DeadLetter, IntakeRequest, utcnow
 from fieldsync.store.writes import WriteError
 
@@ -84,7 +82,6 @@ class Intake:
     def __init__(self, db_url: str | None = None, on_stored: Callable[[], None] | None = None):
         self.db_url = db_url
         self.on_stored = on_stored or (lambda: None)
-        self._lock = threading.Lock()
 
     def _begin(self, session: Session) -> None:
         if session.get_bind().dialect.name == "sqlite":
@@ -93,11 +90,7 @@ class Intake:
             session.execute(text("BEGIN IMMEDIATE"))
 
     def _writing(self) -> AbstractContextManager[object]:
-        """On SQLite, the request threads queue here for the one writer slot. SQLite's own
-        busy handler would make them poll with sleeps of up to 100 ms: the p99 would be set
-        by the sleeps, not by the work. PostgreSQL writers run concurrently."""
-        url = self.db_url or settings.database_url()
-        return self._lock if url.startswith("sqlite") else nullcontext()
+        return writer_slot(self.db_url)
 
     def seen(self, source: str, event_id: str) -> Receipt | None:
         with session_scope(self.db_url) as session:
@@ -214,7 +207,7 @@ class Intake:
 
     def _settle(self, row_id: int, envelope: Envelope, commands: list[Command]) -> None:
         try:
-            with session_scope(self.db_url) as session:
+            with self._writing(), session_scope(self.db_url) as session:
                 self._begin(session)
                 row = session.get(IntakeRequest, row_id, with_for_update=True)
                 if row is None or row.state != "received":
@@ -231,7 +224,7 @@ class Intake:
         self.on_stored()
 
     def _settle_dead(self, row_id: int, envelope: Envelope, why: str) -> None:
-        with session_scope(self.db_url) as session:
+        with self._writing(), session_scope(self.db_url) as session:
             self._begin(session)
             row = session.get(IntakeRequest, row_id, with_for_update=True)
             if row is None or row.state != "received":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,19 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@cache
+def _sqlite_writer(url: str) -> threading.Lock:
+    return threading.Lock()
+
+
+def writer_slot(url: str | None = None) -> AbstractContextManager[object]:
+    """On SQLite, the threads of one process take turns here for the single writer slot.
+    SQLite's own busy handler makes waiting writers poll with sleeps of up to 100 ms, so the
+    tail latency would be set by the sleeps, not the work. PostgreSQL writers run at once."""
+    url = url or settings.database_url()
+    return _sqlite_writer(url) if url.startswith("sqlite") else nullcontext()
 
 
 def alembic_config(url: str) -> Config:
