@@ -93,6 +93,41 @@ def _cmd_intake_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_intake_replay(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from fieldsync.intake.server import replay
+    from fieldsync.store.tables import DeadLetter
+
+    ids: list[int] = list(args.ids)
+    if args.all:
+        with session_scope() as session:
+            ids = list(
+                session.scalars(
+                    select(DeadLetter.id)
+                    .where(DeadLetter.source.startswith("intake:"))
+                    .where(DeadLetter.replayed_at.is_(None))
+                    .order_by(DeadLetter.id)
+                )
+            )
+    if not ids:
+        print("nothing to replay: give dead letter ids, or --all")
+        return 0
+    failed = 0
+    try:
+        results = replay(ids)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for letter_id, receipt in results:
+        if receipt.state == "dead":
+            failed += 1
+            print(f"{letter_id}: still refused: {receipt.error}")
+        else:
+            print(f"{letter_id}: {receipt.state} {', '.join(receipt.appointment_ids)}")
+    return 1 if failed else 0
+
+
 def _cmd_tokens(args: argparse.Namespace) -> int:
     from fieldsync.intake import tokens
 
@@ -161,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8400)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_cmd_intake_serve)
+
+    rep = intake_sub.add_parser("replay", help="apply dead-lettered requests again after a fix")
+    rep.add_argument("ids", nargs="*", type=int, help="dead letter ids")
+    rep.add_argument("--all", action="store_true", help="every intake dead letter not replayed")
+    rep.set_defaults(func=_cmd_intake_replay)
 
     toks = sub.add_parser("tokens", help="API keys, technician status and feed tokens")
     toks_sub = toks.add_subparsers(dest="tokens_command", required=True)

@@ -210,7 +210,7 @@ def create_app(
                 f"api:{client}",
                 _event_id(request, raw),
                 raw,
-                route={"method": request.method, "path": request.url.path},
+                route={"route": f"{request.method} {request.url.path}"},
             )
             await run_in_threadpool(intake.reject, envelope, _summary(problems))
         return _error(422, "the request is not valid: " + _summary(problems), problems)
@@ -529,10 +529,20 @@ def create_app(
         envelope = Envelope(
             handler.name, event_id, text, hook.header("content-type") or handler.content_type
         )
-        return _answer(
-            intake.accept(envelope, lambda: handler.commands(hook, people), actor=handler.name),
-            created_status=201,
-        )
+        if handler.resolves_later:
+            receipt = intake.store_for_later(
+                envelope, f"details are fetched from {handler.name} in the background"
+            )
+        else:
+            receipt = intake.accept(
+                envelope, lambda: handler.commands(hook, people), actor=handler.name
+            )
+        if receipt.state == "dead" and receipt.not_found:
+            # The job is unknown here (booked before the integration, or deleted first). The
+            # request is kept for replay; a 4xx would only make the platform resend it.
+            receipt.notes = [f"{receipt.error}; kept in dead letters for replay"]
+            receipt.state = "ignored"
+        return _answer(receipt, created_status=201)
 
     @app.get(
         "/feeds/{token}.ics",

@@ -14,8 +14,14 @@ from fieldsync.domain import TechnicianView
 from fieldsync.intake.app import EmailDirectory, create_app
 from fieldsync.intake.commands import Command
 from fieldsync.intake.relay import PrefectEventsSink, Relay
-from fieldsync.intake.service import Envelope, Intake
-from fieldsync.intake.sources.base import WebhookRequest, WebhookSource
+from fieldsync.intake.routes import api_commands, status_commands
+from fieldsync.intake.service import Envelope, Intake, Receipt
+from fieldsync.intake.sources.base import (
+    Directory,
+    PayloadError,
+    WebhookRequest,
+    WebhookSource,
+)
 from fieldsync.intake.sources.registry import SourceSettings, build_sources
 from fieldsync.store.tables import utcnow
 
@@ -26,6 +32,25 @@ def _busy(wanted: list[tuple[TechnicianView, list[date]]]) -> dict[str, list[Bus
     from tasks.connectors import connector_for  # needs Prefect blocks; loaded on first use
 
     return read_busy(wanted, connector_for, lambda message: log.warning("%s", message))
+
+
+def commands_for(
+    envelope: Envelope, sources: dict[str, WebhookSource], directory: Directory
+) -> list[Command]:
+    """The commands of a stored request, whatever its origin: a platform webhook (verified
+    when it arrived), our own API, or a technician's status report."""
+    if envelope.source.startswith("api:"):
+        return api_commands(envelope.route.get("route", ""), envelope.body)
+    if envelope.source.startswith("technician:"):
+        return status_commands(envelope.source.split(":", 1)[1], envelope.body)
+    source = sources.get(envelope.source)
+    if source is None:
+        raise PayloadError(
+            f"webhook source {envelope.source!r} is not configured here; set its secret first"
+        )
+    request = WebhookRequest({"content-type": envelope.content_type}, envelope.body.encode(),
+                             utcnow())  # fmt: skip
+    return source.commands(request, directory)
 
 
 def build_app(
@@ -39,15 +64,8 @@ def build_app(
     pending = Intake(db_url)
 
     def resolve() -> int:
-        # Requests stored while their platform could not be asked for details.
-        def build_for(envelope: Envelope) -> list[Command]:
-            source = sources[envelope.source]
-            request = WebhookRequest(
-                {"content-type": envelope.content_type}, envelope.body.encode(), utcnow()
-            )
-            return source.commands(request, directory)
-
-        return pending.resolve_pending(build_for)
+        # Requests stored for their details to be fetched from the platform.
+        return pending.resolve_pending(lambda e: commands_for(e, sources, directory))
 
     relay = Relay(
         PrefectEventsSink.from_prefect_settings(),
@@ -64,3 +82,13 @@ def build_app(
         on_stored=relay.wake,
         lifespan_hooks=(relay.start, relay.stop),
     )
+
+
+def replay(letter_ids: list[int], db_url: str | None = None) -> list[tuple[int, Receipt]]:
+    """Replay intake dead letters; their events wait in the outbox for the running relay."""
+    sources = build_sources(SourceSettings.from_env())
+    directory = EmailDirectory(db_url)
+    intake = Intake(db_url)
+    return [
+        (i, intake.replay(i, lambda e: commands_for(e, sources, directory))) for i in letter_ids
+    ]

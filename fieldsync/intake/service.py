@@ -143,6 +143,58 @@ class Intake:
             self.on_stored()
         return _receipt(state, applied)
 
+    def store_for_later(self, envelope: Envelope, why: str) -> Receipt:
+        """Keep a verified request whose details come from the platform's API; the relay's
+        resolve step applies it (`resolve_pending`)."""
+        earlier = self.seen(envelope.source, envelope.event_id)
+        if earlier is not None:
+            return earlier
+        return self._store_unresolved(envelope, why)
+
+    def replay(self, letter_id: int, build_for: Callable[[Envelope], list[Command]]) -> Receipt:
+        """Apply a dead letter again, after whatever refused it was fixed (a technician
+        imported, a mapping corrected). Succeeds at most once; a refusal keeps the letter with
+        the new reason."""
+        with session_scope(self.db_url) as session:
+            letter = session.get(DeadLetter, letter_id)
+            if letter is None or not letter.source.startswith("intake:"):
+                raise LookupError(f"no intake dead letter {letter_id}")
+            if letter.replayed_at is not None:
+                raise LookupError(f"dead letter {letter_id} was already replayed")
+            envelope = Envelope.load(letter.payload)
+        try:
+            commands = build_for(envelope)
+            with self._writing(), session_scope(self.db_url) as session:
+                self._begin(session)
+                applied = apply_commands(session, commands, actor=f"replay:{envelope.source}")
+                state: State = "applied" if applied.events else "ignored"
+                row = session.scalars(
+                    select(IntakeRequest).where(
+                        IntakeRequest.source == envelope.source,
+                        IntakeRequest.event_id == envelope.event_id,
+                    )
+                ).one_or_none()
+                if row is None:
+                    _record(session, envelope, state, applied.appointment_ids, applied.notes)
+                else:
+                    row.state = state
+                    row.appointment_ids = applied.appointment_ids
+                    row.detail = "\n".join(applied.notes)
+                    row.applied_at = utcnow()
+                letter = session.get(DeadLetter, letter_id)
+                assert letter is not None
+                letter.replayed_at = utcnow()
+                outbox.write(session, applied.events)
+        except REFUSALS as exc:
+            with session_scope(self.db_url) as session:
+                letter = session.get(DeadLetter, letter_id)
+                assert letter is not None
+                letter.reason = f"replay refused: {exc}"
+            return Receipt("dead", error=str(exc), not_found=isinstance(exc, UnknownAppointment))
+        if applied.events:
+            self.on_stored()
+        return _receipt(state, applied)
+
     def reject(self, envelope: Envelope, why: str) -> Receipt:
         """Dead-letter a request from an authenticated sender whose body did not validate."""
         return self._dead(envelope, why, not_found=False)

@@ -95,6 +95,10 @@ class LoopbackApi:
         with self._lock:
             self._faults.append(fault)
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def calls(self, path_prefix: str = "") -> list[Seen]:
         return [r for r in self.requests if r.path.startswith(path_prefix)]
 

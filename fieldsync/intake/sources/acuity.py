@@ -77,6 +77,7 @@ _NAMES: Mapping[str, str] = {
 
 class AcuitySource(WebhookSource):
     name: ClassVar[str] = "acuity"
+    resolves_later: ClassVar[bool] = True
     content_type: ClassVar[str] = "application/x-www-form-urlencoded"
 
     def __init__(

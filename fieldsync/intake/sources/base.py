@@ -74,6 +74,10 @@ class StaticDirectory:
 class WebhookSource(ABC):
     name: ClassVar[str]  # the path segment (/webhooks/<name>) and the appointments' source
     content_type: ClassVar[str] = "application/json"
+    # Sources whose `commands` must ask the platform's API for the details. The intake stores
+    # their request and answers at once, then resolves it in the background: the platform's
+    # API being slow or down must not fail the delivery (Jobber wants an answer within 1 s).
+    resolves_later: ClassVar[bool] = False
 
     @abstractmethod
     def verify(self, request: WebhookRequest) -> None: ...

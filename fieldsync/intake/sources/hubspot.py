@@ -104,6 +104,7 @@ def decode_uri(uri: str) -> str:
 
 class HubSpotSource(WebhookSource):
     name: ClassVar[str] = "hubspot"
+    resolves_later: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -136,6 +136,7 @@ class _TokenAuth:
 
 class JobberSource(WebhookSource):
     name: ClassVar[str] = "jobber"
+    resolves_later: ClassVar[bool] = True
 
     def __init__(
         self,
