@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 
 from connectors.base import CalendarConnector, Op, OpResult, RemoteRef
@@ -31,14 +31,25 @@ CHUNK = 500
 
 
 def plan_items(
-    items: Sequence[SyncItem], *, platform: str | None = None, db_url: str | None = None
+    items: Sequence[SyncItem],
+    *,
+    platform: str | None = None,
+    db_url: str | None = None,
+    only: Collection[tuple[str, int]] | None = None,
 ) -> tuple[Plan, dict[int, int]]:
-    """Read-only: what a push would do, and the live event count per affected binding."""
+    """Read-only: what a push would do, and the live event count per affected binding.
+    `only` keeps the writes of those (appointment, binding) pairs and nothing else: the retry
+    and drift-repair flows fix what they were asked to, and leave other pending changes of
+    the same jobs to the sync flows."""
     ids = [i.appointment_id for i in items]
     with session_scope(db_url) as session:
         rows = ledger_store.load_rows(session, ids, platform)
         bindings = ledger_store.load_bindings(session, {r.binding_id for r in rows})
         planned = plan(items, rows, bindings, platform=platform)
+        if only is not None:
+            wanted = set(only)
+            planned = Plan([op for op in planned.ops
+                            if (op.appointment_id, op.binding.id) in wanted])  # fmt: skip
         deleting = {op.binding.id for op in planned.ops if op.kind is OpKind.DELETE}
         counts = ledger_store.live_counts(session, deleting) if deleting else {}
     return planned, counts
@@ -57,9 +68,16 @@ def push_platform(
     *,
     force: bool = False,
     db_url: str | None = None,
+    only: Collection[tuple[str, int]] | None = None,
 ) -> PushReport:
+    """Plan, lock every calendar the plan writes to, plan again under the locks (another run
+    may have written meanwhile), push. `only` restricts the writes to those pairs."""
     report = PushReport(platform)
-    planned, _ = plan_items(items, platform=platform, db_url=db_url)
+
+    def planned_now() -> tuple[Plan, dict[int, int]]:
+        return plan_items(items, platform=platform, db_url=db_url, only=only)
+
+    planned, _ = planned_now()
     report.unchanged = planned.unchanged
     held: set[int] = set()
     while True:
@@ -68,7 +86,7 @@ def push_platform(
             return report
         with binding_locks(wanted, db_url):
             held = wanted
-            planned, counts = plan_items(items, platform=platform, db_url=db_url)
+            planned, counts = planned_now()
             if not _bindings_of(planned) <= held:
                 continue  # another run added a calendar meanwhile: lock that one too
             report.unchanged = planned.unchanged
@@ -76,7 +94,7 @@ def push_platform(
             # A second pass re-creates events found deleted by hand during the first one.
             for attempt in range(2):
                 if attempt:
-                    planned, counts = plan_items(items, platform=platform, db_url=db_url)
+                    planned, counts = planned_now()
                 check_mass_deletion(
                     planned, counts, minimum=settings.mass_delete_min(), force=force
                 )
