@@ -90,6 +90,7 @@ def _book(session: Session, command: Book, actor: str, result: Applied) -> None:
     name = outbox.BOOKED if booking.outcome == "created" else outbox.CHANGED
     result.events.append(outbox.appointment_event(name, appt.id, **_event_fields(appt, actor)))
     if booking.double_booked_with:
+        ids = sorted([appt.id, *booking.double_booked_with])
         result.events.append(
             outbox.PendingEvent(
                 outbox.CONFLICT,
@@ -97,8 +98,8 @@ def _book(session: Session, command: Book, actor: str, result: Applied) -> None:
                 {
                     "kind": "overlap",
                     "severity": "critical",
-                    "appointment_ids": sorted([appt.id, *booking.double_booked_with]),
-                    "detail": "double-booking at intake",
+                    "appointment_ids": ids,
+                    "detail": f"double-booking at intake: {' and '.join(ids)} overlap",
                 },
             )
         )

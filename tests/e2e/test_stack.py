@@ -7,8 +7,10 @@ serve`. Webhooks go in over HTTP; events must come out on a real CalDAV server.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -91,3 +93,33 @@ def test_webhooks_posted_while_prefect_is_down_are_delivered_when_it_is_back(
     bodies = world.on_calendar()
     for appointment_id in ids:
         assert sum(appointment_id in body for body in bodies) == 1
+
+
+def test_a_double_booking_at_intake_alerts_ops_through_the_automation(world: World) -> None:
+    def book(n: int) -> str:
+        body = {
+            "source": "portal", "source_id": f"clash-{uuid.uuid4().hex[:6]}-{n}",
+            "technician_id": "T1", "job_type": "Boiler service",
+            "start": tomorrow(19).isoformat(), "duration_minutes": 60,
+            "customer_name": f"Clash {n}", "address": f"{n} Clash St",
+        }  # fmt: skip
+        response = world.intake.post("/v1/appointments", json=body, headers=world.auth)
+        assert response.status_code == 201, response.text
+        return str(response.json()["appointment_ids"][0])
+
+    before = {r["id"] for r in world.runs("notify-ops/notify-ops")}
+    first, second = book(1), book(2)
+    deadline = time.monotonic() + 120
+    alerts: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not alerts:
+        world.keep_worker()
+        alerts = [
+            r for r in world.runs("notify-ops/notify-ops")
+            if r["id"] not in before and "Conflict" in r["parameters"].get("title", "")
+            and r["state_type"] == "COMPLETED"
+        ]  # fmt: skip
+        time.sleep(1)
+    assert alerts, "no conflict alert run from the automation"
+    detail = alerts[0]["parameters"]["detail"]
+    assert alerts[0]["parameters"]["severity"] == "critical"
+    assert first in detail and second in detail
