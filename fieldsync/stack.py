@@ -141,6 +141,13 @@ def run_stack(*, prefect_port: int, intake_port: int, deploy: bool) -> int:
     from fieldsync.store.db import migrate
 
     migrate()
+
+    def stop_on_term(signum: int, frame: object) -> None:
+        # The children run in sessions of their own (so Ctrl-C reaches only us, and we stop
+        # them in order): a SIGTERM must unwind through `finally` too, or they outlive us.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_term)
     stack = Stack(settings.home() / "stack", prefect_port, intake_port)
     stack.home.mkdir(parents=True, exist_ok=True)
     try:
