@@ -10,6 +10,7 @@ import json
 import time as clock
 from collections.abc import Iterator
 from datetime import time
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -120,3 +121,48 @@ def test_a_dead_letter_replays_once_after_the_fix(api: Api) -> None:
         assert letter is not None and letter.replayed_at is not None
     with pytest.raises(LookupError, match="already replayed"):
         replay([letter_id], api.db)
+
+
+def _calendly_post(client: TestClient, key: str, body: bytes) -> Any:
+    t = str(int(clock.time()))
+    v1 = hmac.new(key.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "Calendly-Webhook-Signature": f"t={t},v1={v1}"}
+    return client.post("/webhooks/calendly", content=body, headers=headers)
+
+
+def test_a_redelivered_calendly_webhook_changes_nothing(api: Api) -> None:
+    with session_scope(api.db) as session:
+        session.add(Technician(id="TA", name="Alice", email="alice.tech@acme-plumbing.example",
+                               timezone="Europe/London", shift_start=time(7),
+                               shift_end=time(18)))  # fmt: skip
+    key = "calendly-key"
+    body = (PAYLOADS / "calendly_invitee_created.json").read_bytes()
+    with TestClient(create_app(db_url=api.db, sources={"calendly": CalendlySource(key)})) as c:
+        first = _calendly_post(c, key, body)
+        again = _calendly_post(c, key, body)
+    assert first.status_code == 201, first.text
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert _events(api.db) == ["fieldsync.appointment.booked"]
+
+
+def test_concurrent_deliveries_of_one_request_store_it_once(api: Api) -> None:
+    """Two intake replicas receiving the same delivery at once: the unique (source, event id)
+    key lets one win; the other answers as a duplicate."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fieldsync.intake.api_models import BookingRequest
+    from fieldsync.intake.commands import Book
+    from fieldsync.intake.service import Envelope
+
+    request = BookingRequest.model_validate(booking())
+    envelope = Envelope("api:portal", "same-delivery", request.model_dump_json())
+
+    def deliver(_: int) -> str:
+        receipt = Intake(api.db).accept(envelope, lambda: [Book(request)], actor="portal",
+                                        check_first=False)  # fmt: skip
+        return "duplicate" if receipt.duplicate else receipt.state
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(deliver, range(4)))
+    assert outcomes == ["applied", "duplicate", "duplicate", "duplicate"]
+    assert _events(api.db) == ["fieldsync.appointment.booked"]
