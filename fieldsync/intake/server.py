@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from connectors.base import BusyBlock
 from fieldsync.busy import read_busy
 from fieldsync.domain import TechnicianView
-from fieldsync.intake.app import EmailDirectory, create_app
+from fieldsync.intake.app import create_app
 from fieldsync.intake.commands import Command
+from fieldsync.intake.directory import EmailDirectory
 from fieldsync.intake.relay import PrefectEventsSink, Relay
-from fieldsync.intake.routes import api_commands, status_commands
 from fieldsync.intake.service import Envelope, Intake, Receipt
 from fieldsync.intake.sources.base import (
     Directory,
@@ -23,6 +23,7 @@ from fieldsync.intake.sources.base import (
     WebhookSource,
 )
 from fieldsync.intake.sources.registry import SourceSettings, build_sources
+from fieldsync.intake.stored_requests import api_commands, status_commands
 from fieldsync.store.tables import utcnow
 
 log = logging.getLogger("fieldsync.intake")

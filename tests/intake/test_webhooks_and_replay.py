@@ -16,7 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from fieldsync.intake.app import EmailDirectory, create_app
+from fieldsync.intake.app import create_app
+from fieldsync.intake.directory import EmailDirectory
 from fieldsync.intake.server import commands_for, replay
 from fieldsync.intake.service import Intake
 from fieldsync.intake.sources.acuity import AcuitySource

@@ -41,10 +41,21 @@ def _modify(m: re.Match[str], body: str) -> list[Command]:
     return [Change(AppointmentRef(appointment_id=m["id"]), change)]
 
 
+def reschedule_change(r: RescheduleRequest) -> AppointmentChange:
+    return AppointmentChange(
+        start=r.start, end=r.end, duration_minutes=r.duration_minutes, technician_id=r.technician_id
+    )
+
+
+def status_report(technician_id: str, report: StatusRequest) -> StatusReport:
+    return StatusReport(
+        report.appointment_id, technician_id, AppointmentStatus(report.status),
+        eta=report.eta, completed_at=report.completed_at, note=report.note,
+    )  # fmt: skip
+
+
 def _reschedule(m: re.Match[str], body: str) -> list[Command]:
-    r = _parse(RescheduleRequest, body)
-    change = AppointmentChange(start=r.start, end=r.end, duration_minutes=r.duration_minutes,
-                               technician_id=r.technician_id)  # fmt: skip
+    change = reschedule_change(_parse(RescheduleRequest, body))
     return [Change(AppointmentRef(appointment_id=m["id"]), change)]
 
 
@@ -72,10 +83,4 @@ def api_commands(route: str, body: str) -> list[Command]:
 
 
 def status_commands(technician_id: str, body: str) -> list[Command]:
-    report = _parse(StatusRequest, body)
-    return [
-        StatusReport(
-            report.appointment_id, technician_id, AppointmentStatus(report.status),
-            eta=report.eta, completed_at=report.completed_at, note=report.note,
-        )
-    ]  # fmt: skip
+    return [status_report(technician_id, _parse(StatusRequest, body))]
