@@ -292,3 +292,24 @@ def fetch_json(
         raise UpstreamUnavailable(
             f"{client.platform}: {method} answered {response.status_code} without JSON"
         ) from None
+
+
+BASE64_SHA256_LENGTH = 44  # base64 of a 32-byte digest
+
+
+def verify_body_hmac_b64(
+    request: WebhookRequest, header: str, key: bytes, secret_name: str
+) -> None:
+    """The scheme Acuity and Jobber share: `header` holds base64(HMAC-SHA256(key, raw body)).
+    `secret_name` says which secret to check in the mismatch message (never its value)."""
+    given = require_header(request, header)
+    if len(given) != BASE64_SHA256_LENGTH or not given.endswith("="):
+        raise SignatureError(
+            f"the {header} header is malformed: expected a base64 HMAC-SHA256 "
+            f"({BASE64_SHA256_LENGTH} characters)"
+        )
+    if not signatures_match(b64(hmac_sha256(key, request.body)), given):
+        raise SignatureError(
+            f"the {header} signature does not match the body "
+            f"(wrong {secret_name}, or the body was altered)"
+        )

@@ -51,10 +51,8 @@ from fieldsync.intake.sources import _support as s
 from fieldsync.intake.sources.base import (
     Directory,
     PayloadError,
-    SignatureError,
     WebhookRequest,
     WebhookSource,
-    signatures_match,
 )
 
 SIGNATURE_HEADER = "X-Acuity-Signature"
@@ -116,18 +114,7 @@ class AcuitySource(WebhookSource):
     # --- verify -----------------------------------------------------------------------------
 
     def verify(self, request: WebhookRequest) -> None:
-        given = s.require_header(request, SIGNATURE_HEADER)
-        if len(given) != _SIGNATURE_LENGTH or not given.endswith("="):
-            raise SignatureError(
-                f"the {SIGNATURE_HEADER} header is malformed: expected a base64 HMAC-SHA256 "
-                f"({_SIGNATURE_LENGTH} characters)"
-            )
-        expected = s.b64(s.hmac_sha256(self._key, request.body))
-        if not signatures_match(expected, given):
-            raise SignatureError(
-                f"the {SIGNATURE_HEADER} signature does not match the body "
-                "(wrong API key, or the body was altered)"
-            )
+        s.verify_body_hmac_b64(request, SIGNATURE_HEADER, self._key, "API key")
 
     # --- identify ---------------------------------------------------------------------------
 
