@@ -1,6 +1,6 @@
 """Intake benchmark: sustained requests per second on loopback, latency, and nothing lost.
 
-    python -m benchmarks.intake [--rate 200] [--seconds 30]
+    python -m benchmarks.intake [--rate 200] [--seconds 30] [--postgres [ADMIN_URL]]
 
 Starts a real Prefect server (SQLite) and `fieldsync intake serve` (SQLite store, outbox
 relay on), then sends bookings through the intake's own API on an open-loop schedule: request
@@ -28,13 +28,15 @@ from typing import Any
 
 import aiohttp
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from fieldsync.intake import tokens
 from fieldsync.stack import Stack
-from fieldsync.store.db import migrate, session_scope
+from fieldsync.store.db import engine_for, migrate, session_scope
 from fieldsync.store.tables import IntakeRequest, Technician
 from tests.caldav_servers import free_port
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def _seed(db: str, technicians: int) -> str:
@@ -150,10 +152,43 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--technicians", type=int, default=200)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="intake processes (PostgreSQL store only)"
+    )
+    parser.add_argument(
+        "--postgres", metavar="ADMIN_URL", nargs="?", const=PG_ADMIN,
+        help="store on a fresh PostgreSQL database created through ADMIN_URL (default %(const)s)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="fieldsync-intake-bench-"))
-    db = f"sqlite:///{home / 'store.db'}"
+    db = _fresh_postgres(args.postgres) if args.postgres else f"sqlite:///{home / 'store.db'}"
+    try:
+        _run(args, home, db)
+    finally:
+        if args.postgres:
+            _drop_postgres(args.postgres, db)
+
+
+def _fresh_postgres(admin_url: str) -> str:
+    name = f"fieldsync_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_postgres(admin_url: str, url: str) -> None:
+    engine_for(url).dispose()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _run(args: argparse.Namespace, home: Path, db: str) -> None:
+    store = "PostgreSQL" if db.startswith("postgresql") else "SQLite"
     key = _seed(db, args.technicians)
     stack = Stack(
         home,
@@ -164,10 +199,11 @@ def main() -> None:
     since = datetime.now(UTC) - timedelta(minutes=1)
     try:
         stack.start_prefect()
-        stack.start_intake()
+        stack.start_intake(workers=args.workers)
         print(
             f"intake benchmark: {args.rate:.0f} req/s for {args.seconds:.0f} s on loopback, "
-            f"SQLite store, real Prefect server; {args.technicians} technicians"
+            f"{store} store, {args.workers} intake process(es), real Prefect server; "
+            f"{args.technicians} technicians"
         )
         result = asyncio.run(
             _load(stack.intake_url, key, args.rate, args.seconds, args.technicians)

@@ -89,6 +89,21 @@ def _cmd_intake_serve(args: argparse.Namespace) -> int:
     from fieldsync.intake.server import build_app
 
     migrate()
+    if args.workers > 1:
+        if settings.database_url().startswith("sqlite"):
+            print(
+                "error: --workers > 1 needs the PostgreSQL store: SQLite has one writer, and "
+                "processes would queue on its lock (set DATABASE_URL=postgresql+psycopg://...)",
+                file=sys.stderr,
+            )
+            return 2
+        # Each worker process builds its own app and relay; relays share the outbox safely
+        # (FOR UPDATE SKIP LOCKED), like replicas behind a load balancer.
+        uvicorn.run(
+            "fieldsync.intake.server:build_app", factory=True, host=args.host, port=args.port,
+            log_level=args.log_level, workers=args.workers,
+        )  # fmt: skip
+        return 0
     uvicorn.run(build_app(), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -195,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--workers", type=int, default=1,
+        help="processes serving the intake (PostgreSQL store only); each runs a relay",
+    )  # fmt: skip
     serve.set_defaults(func=_cmd_intake_serve)
 
     rep = intake_sub.add_parser("replay", help="apply dead-lettered requests again after a fix")

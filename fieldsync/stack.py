@@ -96,9 +96,10 @@ class Stack:
         self._spawn(name, [_bin("prefect"), "worker", "start", "--pool", POOL, "--name",
                            f"{name}-{self.intake_port}", "--type", "process"])  # fmt: skip
 
-    def start_intake(self, timeout: float = 30) -> None:
+    def start_intake(self, timeout: float = 30, workers: int = 1) -> None:
         self._spawn("intake", [_bin("fieldsync"), "intake", "serve", "--port",
-                               str(self.intake_port), "--log-level", "warning"])  # fmt: skip
+                               str(self.intake_port), "--log-level", "warning",
+                               "--workers", str(workers)])  # fmt: skip
         self._wait(f"{self.intake_url}/healthz", "intake", timeout)
 
     def stop(self, name: str, timeout: float = 20) -> None:
