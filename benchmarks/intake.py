@@ -28,15 +28,14 @@ from typing import Any
 
 import aiohttp
 import httpx
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from fieldsync.intake import tokens
 from fieldsync.stack import Stack
-from fieldsync.store.db import engine_for, migrate, session_scope
+from fieldsync.store.db import migrate, session_scope
 from fieldsync.store.tables import IntakeRequest, Technician
 from tests.caldav_servers import free_port
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from tests.pg import PG_ADMIN_URL, drop_database, fresh_database
 
 
 def _seed(db: str, technicians: int) -> str:
@@ -156,35 +155,22 @@ def main() -> None:
         "--workers", type=int, default=1, help="intake processes (PostgreSQL store only)"
     )
     parser.add_argument(
-        "--postgres", metavar="ADMIN_URL", nargs="?", const=PG_ADMIN,
+        "--postgres", metavar="ADMIN_URL", nargs="?", const=PG_ADMIN_URL,
         help="store on a fresh PostgreSQL database created through ADMIN_URL (default %(const)s)",
     )  # fmt: skip
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="fieldsync-intake-bench-"))
-    db = _fresh_postgres(args.postgres) if args.postgres else f"sqlite:///{home / 'store.db'}"
+    db = (
+        fresh_database(args.postgres, prefix="fieldsync_bench")
+        if args.postgres
+        else f"sqlite:///{home / 'store.db'}"
+    )
     try:
         _run(args, home, db)
     finally:
         if args.postgres:
-            _drop_postgres(args.postgres, db)
-
-
-def _fresh_postgres(admin_url: str) -> str:
-    name = f"fieldsync_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def _drop_postgres(admin_url: str, url: str) -> None:
-    engine_for(url).dispose()
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
+            drop_database(args.postgres, db)
 
 
 def _run(args: argparse.Namespace, home: Path, db: str) -> None:

@@ -54,3 +54,18 @@ def conflict_alert(finding: ConflictFinding, options: tuple[str, ...] = ()) -> A
         fingerprint=finding.fingerprint,
         options=options,
     )
+
+
+def conflict_table(findings: list[ConflictFinding]) -> list[dict[str, str]]:
+    """The conflicts table artifact, one row a finding; one empty row when there are none, so
+    ops always find the table in the UI."""
+    return [
+        {
+            "technician": f.technician_id,
+            "kind": f.kind,
+            "severity": f.severity,
+            "appointments": ", ".join(f.appointment_ids),
+            "detail": f.detail,
+        }
+        for f in findings
+    ] or [{"technician": "", "kind": "none", "severity": "", "appointments": "", "detail": ""}]

@@ -10,7 +10,7 @@ from prefect.utilities.annotations import quote
 
 from fieldsync import settings
 from fieldsync.conflicts import ConflictFinding
-from fieldsync.pipeline import ConflictPolicy
+from fieldsync.pipeline import ConflictOutcome, ConflictPolicy, Enrichment
 from fieldsync.sync.model import PushReport
 from flows.tagging import tag_run
 from tasks.busy import read_busy_time
@@ -45,6 +45,24 @@ class SyncResult:
         return next((r for r in self.reports if r.platform == platform), PushReport(platform))
 
 
+@dataclass
+class Checked:
+    enrichment: Enrichment
+    outcome: ConflictOutcome
+    alerted: int  # alerts sent now
+
+
+def check_and_alert(job_ids: list[str], *, whole_days: bool) -> Checked:
+    """enrich → busy time → detect conflicts → alert: the step every flow shares before it
+    pushes (the sweep stops after it)."""
+    ids: Any = quote(job_ids)
+    enrichment = enrich_jobs(ids, whole_days)
+    big_enrichment: Any = quote(enrichment)
+    busy: Any = quote(read_busy_time(big_enrichment))
+    outcome = detect_conflicts(big_enrichment, busy)
+    return Checked(enrichment, outcome, alert_conflicts(quote(outcome.new)))
+
+
 def run_sync(
     job_ids: list[str],
     *,
@@ -59,13 +77,11 @@ def run_sync(
     for futures, which costs real time at 10,000 jobs.
     """
     result = SyncResult(label, jobs=len(job_ids))
-    ids: Any = quote(job_ids)
-    enrichment = enrich_jobs(ids, whole_days)
+    checked = check_and_alert(job_ids, whole_days=whole_days)
+    enrichment, outcome = checked.enrichment, checked.outcome
     big_enrichment: Any = quote(enrichment)
-    busy: Any = quote(read_busy_time(big_enrichment))
-    outcome = detect_conflicts(big_enrichment, busy)
     result.conflicts = outcome.findings
-    result.new_conflicts = alert_conflicts(quote(outcome.new))
+    result.new_conflicts = checked.alerted
     big_outcome: Any = quote(outcome)
     policy = conflict_policy or cast(ConflictPolicy, settings.conflict_policy())
     items, platforms = plan_sync(big_enrichment, big_outcome, force, policy)

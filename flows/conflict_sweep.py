@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.utilities.annotations import quote
 
+from fieldsync.alerts import conflict_table
 from fieldsync.conflicts import ConflictFinding
 from fieldsync.parameters import check_aware, check_days_ahead
+from flows.common import check_and_alert
 from flows.naming import artifact_key, conflict_sweep_run_name
-from tasks.busy import read_busy_time
-from tasks.notify import alert_conflicts
 from tasks.sweep_tasks import select_sweep
-from tasks.sync_tasks import detect_conflicts, enrich_jobs
 
 
 @dataclass
@@ -29,19 +26,6 @@ class SweepResult:
     conflicts: list[ConflictFinding] = field(default_factory=list)
     new_alerts: int = 0  # alerted now: new, changed, or owed since a channel was down
     summary: str = ""
-
-
-def _rows(findings: list[ConflictFinding]) -> list[dict[str, str]]:
-    return [
-        {
-            "technician": f.technician_id,
-            "kind": f.kind,
-            "severity": f.severity,
-            "appointments": ", ".join(f.appointment_ids),
-            "detail": f.detail,
-        }
-        for f in findings
-    ] or [{"technician": "", "kind": "none", "severity": "", "appointments": "", "detail": ""}]
 
 
 @flow(name="conflict-sweep", flow_run_name=conflict_sweep_run_name, log_prints=True)
@@ -56,11 +40,8 @@ def conflict_sweep(
     check_aware("as_of", as_of)
     now = as_of or datetime.now(UTC)
     job_ids = select_sweep(days_ahead, region, now)
-    ids: Any = quote(job_ids)
-    enrichment: Any = quote(enrich_jobs(ids, True))
-    busy: Any = quote(read_busy_time(enrichment))
-    outcome = detect_conflicts(enrichment, busy)
-    alerted = alert_conflicts(quote(outcome.new))
+    checked = check_and_alert(job_ids, whole_days=True)
+    outcome, alerted = checked.outcome, checked.alerted
     where = f"region {region}" if region else "all regions"
     summary = (
         f"conflict sweep of {where}, {days_ahead} days from {now.date().isoformat()}: "
@@ -68,7 +49,7 @@ def conflict_sweep(
     )
     create_table_artifact(
         key=artifact_key(f"conflict-sweep-{region or 'all'}"),
-        table=_rows(outcome.findings),
+        table=conflict_table(outcome.findings),
         description=summary,
     )
     print(summary)

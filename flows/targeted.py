@@ -19,9 +19,8 @@ from fieldsync.conflicts import ConflictFinding
 from fieldsync.pipeline import ConflictPolicy
 from fieldsync.sync.model import PushReport
 from fieldsync.sync.restricted import Pair
-from tasks.busy import read_busy_time
-from tasks.notify import alert_conflicts
-from tasks.sync_tasks import PushIncomplete, detect_conflicts, enrich_jobs
+from flows.common import check_and_alert
+from tasks.sync_tasks import PushIncomplete
 from tasks.targeted import plan_targeted, push_only
 
 
@@ -50,13 +49,11 @@ def push_targeted(
     by_platform: dict[str, list[Pair]] = defaultdict(list)
     for appointment_id, binding_id, platform in targets:
         by_platform[platform].append((appointment_id, binding_id))
-    ids: Any = quote(sorted({t[0] for t in targets}))
-    enrichment = enrich_jobs(ids, False)
-    big_enrichment: Any = quote(enrichment)
-    busy: Any = quote(read_busy_time(big_enrichment))
-    outcome = detect_conflicts(big_enrichment, busy)
+    checked = check_and_alert(sorted({t[0] for t in targets}), whole_days=False)
+    outcome = checked.outcome
+    big_enrichment: Any = quote(checked.enrichment)
     result.conflicts = outcome.findings
-    result.new_conflicts = alert_conflicts(quote(outcome.new))
+    result.new_conflicts = checked.alerted
     policy = conflict_policy or cast(ConflictPolicy, settings.conflict_policy())
     all_pairs: Any = quote([p for pairs in by_platform.values() for p in pairs])
     big_outcome: Any = quote(outcome)

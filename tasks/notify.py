@@ -17,7 +17,7 @@ from blocks.notifications import AlertChannel
 from connectors.errors import ConnectorError, scrub
 from connectors.notifiers import Notifier
 from fieldsync import settings
-from fieldsync.alerts import conflict_alert
+from fieldsync.alerts import conflict_alert, conflict_table
 from fieldsync.conflicts import ConflictFinding
 from fieldsync.options_service import option_lines_for_conflicts
 from fieldsync.store.conflict_store import mark_alerted
@@ -119,17 +119,7 @@ def notify(
     # Every run writes the conflicts table, empty or not, so ops always find it in the UI.
     create_table_artifact(
         key=f"{key}-conflicts",
-        table=[
-            {
-                "technician": f.technician_id,
-                "kind": f.kind,
-                "severity": f.severity,
-                "appointments": ", ".join(f.appointment_ids),
-                "detail": f.detail,
-            }
-            for f in findings
-        ]
-        or [{"technician": "", "kind": "none", "severity": "", "appointments": "", "detail": ""}],
+        table=conflict_table(list(findings)),
         description=f"Scheduling conflicts seen by {label}.",
     )
     writes = sum(r.writes for r in reports)

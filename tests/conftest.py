@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from fieldsync.store.db import engine_for, migrate, session_scope
-
-PG_ADMIN_URL = os.environ.get(
-    "FIELDSYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+from tests.pg import PG_ADMIN_URL, drop_database, fresh_database
 
 
 def _pg_available() -> bool:
@@ -42,24 +38,6 @@ def pg_server() -> str:
     return PG_ADMIN_URL
 
 
-def _fresh_pg_database(admin_url: str) -> str:
-    name = f"fieldsync_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def _drop_pg_database(admin_url: str, url: str) -> None:
-    engine_for(url).dispose()
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -73,11 +51,11 @@ def db_url(
         engine_for(url).dispose()
         return
     admin = request.getfixturevalue("pg_server")
-    url = _fresh_pg_database(admin)
+    url = fresh_database(admin)
     migrate(url)
     monkeypatch.setenv("DATABASE_URL", url)
     yield url
-    _drop_pg_database(admin, url)
+    drop_database(admin, url)
 
 
 @pytest.fixture
@@ -122,7 +100,7 @@ def prefect_harness() -> Iterator[None]:
         with prefect_test_harness(server_startup_timeout=120), temporary_settings(no_heartbeat):
             yield
         return
-    url = _fresh_pg_database(PG_ADMIN_URL)
+    url = fresh_database(PG_ADMIN_URL)
     server_db = url.replace("postgresql+psycopg://", "postgresql+asyncpg://")
     previous = SubprocessASGIServer._instances.get(None)
     try:
@@ -146,7 +124,7 @@ def prefect_harness() -> Iterator[None]:
             SubprocessASGIServer._instances.pop(None, None)
         else:
             SubprocessASGIServer._instances[None] = previous
-        _drop_pg_database(PG_ADMIN_URL, url)
+        drop_database(PG_ADMIN_URL, url)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from fieldsync.store.db import session_scope
 from fieldsync.store.tables import Appointment, SyncLedger
-from tests.conftest import _drop_pg_database, _fresh_pg_database
+from tests.pg import drop_database, fresh_database
 from tests.e2e.world import World, running_world, tomorrow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -30,8 +30,8 @@ JOBS = 4
 @pytest.fixture(scope="module")
 def pg_world(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> Iterator[World]:
     home: Path = tmp_path_factory.mktemp("scale")
-    store = _fresh_pg_database(pg_server)
-    prefect_db = _fresh_pg_database(pg_server)
+    store = fresh_database(pg_server)
+    prefect_db = fresh_database(pg_server)
     server_url = prefect_db.replace("postgresql+psycopg://", "postgresql+asyncpg://")
     try:
         with running_world(
@@ -39,8 +39,8 @@ def pg_world(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> Iterat
         ) as world:
             yield world
     finally:
-        _drop_pg_database(pg_server, store)
-        _drop_pg_database(pg_server, prefect_db)
+        drop_database(pg_server, store)
+        drop_database(pg_server, prefect_db)
 
 
 def _book(world: World, n: int) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class LoopbackApi:
+class LoopbackApi(ABC):
     def __init__(self) -> None:
         self.requests: list[Seen] = []
         self._faults: list[Fault] = []
@@ -59,8 +60,8 @@ class LoopbackApi:
 
     # --- to override ------------------------------------------------------------------------
 
-    def route(self, seen: Seen) -> Reply:
-        raise NotImplementedError
+    @abstractmethod
+    def route(self, seen: Seen) -> Reply: ...
 
     # --- lifecycle --------------------------------------------------------------------------
 
