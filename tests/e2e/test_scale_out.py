@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from fieldsync.store.db import session_scope
 from fieldsync.store.tables import Appointment, SyncLedger
-from tests.pg import drop_database, fresh_database
 from tests.e2e.world import World, running_world, tomorrow
+from tests.pg import drop_database, fresh_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
